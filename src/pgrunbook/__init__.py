@@ -1,0 +1,7 @@
+"""pgrunbook: a PostgreSQL optimization runbook as software."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

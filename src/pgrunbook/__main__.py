@@ -1,0 +1,3 @@
+from pgrunbook.cli.main import main
+
+main()

@@ -1,0 +1,2 @@
+"""The ``pgrunbook`` command line: one module per command group, each a thin layer over the
+library."""

@@ -1,0 +1,72 @@
+"""Options and output helpers shared by every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from pgrunbook.target import Target, resolve_target
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Human output and progress go to stderr; stdout carries results (and only JSON with --json).
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def dsn_option(func: F) -> F:
+    return click.option(
+        "--dsn",
+        metavar="URL",
+        default=None,
+        help="Connection URL. Default: DIRECT_URL / DATABASE_URL from the environment, "
+        "then from .env in the working directory.",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document to stdout."
+    )(func)
+
+
+def yes_option(func: F) -> F:
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        help="Do not ask for confirmation (needed when not interactive).",,
+    )(func)
+
+
+def dry_run_option(func: F) -> F:
+    return click.option(
+        "--dry-run", is_flag=True, help="Print the SQL that would run and change nothing."
+    )(func)
+
+
+def target_from(dsn: str | None) -> Target:
+    return resolve_target(
+        dsn, warn=lambda text: err_console.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True)
+    )
+
+
+def emit_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str, sort_keys=False) + "\n")
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """True when the user agreed (or passed --yes); refuses when not interactive."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        from pgrunbook.errors import ConfigError
+
+        raise ConfigError(f"{question} needs confirmation", "pass --yes to run non-interactively")
+    return click.confirm(question, default=False, err=True)

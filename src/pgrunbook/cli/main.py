@@ -1,0 +1,58 @@
+"""Entry point: the ``pgrunbook`` group and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.markup import escape
+
+from pgrunbook import __version__
+from pgrunbook.cli.common import err_console
+from pgrunbook.errors import PgRunbookError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pgrunbook")
+def cli() -> None:
+    """pgrunbook: the PostgreSQL optimization runbook as software.
+
+    Discover what is wrong, apply the runbook's changes online, verify, roll back, and keep the
+    database healthy. Connects with --dsn, or DIRECT_URL / DATABASE_URL from the environment or
+    from .env (DDL always uses the direct endpoint, never a pooler).
+    """
+
+
+def _register() -> None:
+    from pgrunbook.cli import demo, seed
+
+    cli.add_command(seed.seed)
+    cli.add_command(demo.demo)
+
+
+_register()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad input and connection problems become one line and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="pgrunbook", standalone_mode=False)
+    except PgRunbookError as exc:
+        err_console.print(f"[red]error:[/] {escape(exc.one_line())}", soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
