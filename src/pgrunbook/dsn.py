@@ -36,7 +36,16 @@ APP_ONLY_PARAMS: Final = frozenset(
 )
 
 _URI_PASSWORD = re.compile(r"(?P<head>://[^/@:?#]*:)(?P<pw>[^@/?#]*)(?P<tail>@)")
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+# A quoted key=value password ends at a quote followed by the next ``key=`` or the end, so a
+# malformed one ('it''s') is masked whole; an unterminated one masks the rest of the line.
+_KV_PASSWORD = re.compile(
+    r"(?P<head>\bpassword\s*=\s*)"
+    r"(?P<pw>'(?:\\.|[^\\])*?'(?=\s+\w+\s*=|\s*$)|'[^\n]*|\S+)",
+    re.I,
+)
+# In a URL that does not parse, everything from ``user:`` to the last ``@`` may be password.
+_URI_PASSWORD_LOOSE = re.compile(r"(?P<head>://[^/@:?#\s]*:)(?P<pw>\S*)(?P<tail>@)")
+_QUOTED_TOKEN = re.compile(r'"(?P<token>[^"]+)"')
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&#\s]*)", re.I)
 
 EXAMPLE: Final = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?sslmode=require"
@@ -175,20 +184,42 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
     if not text:
         raise ConfigError(f"{source} is empty", f"expected {EXAMPLE}")
     secret = _raw_password(text)
+    loose = _URI_PASSWORD_LOOSE.search(text)
+    secrets = (secret, loose["pw"] if loose else None)
     app_params: dict[str, str] = {}
+    # A password with a raw '@', '/', '?' or '#' splits the URL in the wrong place: the
+    # parsers' messages would then quote a piece of it, so say what is wrong without them.
+    unencoded = ConfigError(
+        f"malformed connection string in {source}: the user name or password seems to hold "
+        "a character that must be URL-encoded",
+        "encode it: @ as %40, / as %2F, ? as %3F, # as %23, % as %25, space as %20",
+    )
+    suspect = False
     if _is_uri(text):
         try:
             parts = urlsplit(text)
+            authority = parts.netloc
+            rest = text.split("://", 1)[1][len(authority) :]
+            suspect = "@" not in authority and "@" in rest
+            if authority.count("@") > 1 or ("@" not in authority and "@" in parts.path):
+                raise unencoded
             parts.port  # noqa: B018  (validates the port)
         except ValueError as exc:
+            if suspect:
+                raise unencoded from None
             raise ConfigError(
-                f"malformed connection string in {source}: {scrub(str(exc), secret)}",
+                f"malformed connection string in {source}: {scrub(str(exc), *secrets)}",
                 f"expected {EXAMPLE}",
             ) from None
         query = parse_qsl(parts.query, keep_blank_values=True)
         kept = [(k, v) for k, v in query if k not in APP_ONLY_PARAMS]
         app_params = {k: v for k, v in query if k in APP_ONLY_PARAMS}
-        text = parts._replace(query=urlencode(kept, safe="/,")).geturl()
+        # Not geturl(): it drops the empty authority of postgresql:///db?host=/socket/dir.
+        text = f"{parts.scheme}://{authority}{parts.path}"
+        if kept:
+            text += "?" + urlencode(kept, safe="/,")
+        if parts.fragment:
+            text += "#" + parts.fragment
     elif "=" not in text:
         raise ConfigError(
             f"malformed connection string in {source}: not a postgresql:// URL nor key=value pairs",
@@ -197,11 +228,27 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
     try:
         params = {k: str(v) for k, v in conninfo_to_dict(text).items() if v is not None}
     except psycopg.ProgrammingError as exc:
-        reason = scrub(str(exc).strip().splitlines()[0], secret)
+        if suspect:
+            raise unencoded from None
+        reason = _mask_tokens(scrub(str(exc).strip().splitlines()[0], *secrets), secret)
         raise ConfigError(
             f"malformed connection string in {source}: {reason}", f"expected {EXAMPLE}"
         ) from None
+    for port in params.get("port", "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(
+                f"malformed connection string in {source}: the port {port!r} is not a number "
+                "between 1 and 65535",
+                f"expected {EXAMPLE}",
+            )
     return ConnInfo(params=params, app_params=app_params, source=source)
+
+
+def _mask_tokens(message: str, secret: str | None) -> str:
+    """Mask the quoted tokens of a libpq message that are pieces of the password."""
+    if not secret:
+        return message
+    return _QUOTED_TOKEN.sub(lambda m: f'"{MASK}"' if m["token"] in secret else m.group(0), message)
 
 
 def mask_dsn(dsn: str) -> str:
@@ -209,4 +256,6 @@ def mask_dsn(dsn: str) -> str:
     try:
         return parse_dsn(dsn).display()
     except ConfigError:
+        if _is_uri(dsn.strip()):
+            dsn = _URI_PASSWORD_LOOSE.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", dsn)
         return scrub(dsn)

@@ -41,7 +41,7 @@ def yes_option(func: F) -> F:
         "--yes",
         "-y",
         is_flag=True,
-        help="Do not ask for confirmation (needed when not interactive).",,
+        help="Do not ask for confirmation (needed when not interactive).",
     )(func)
 
 

@@ -24,10 +24,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from pgrunbook.cli import demo, seed
+    from pgrunbook.cli import demo, doctor, seed
 
     cli.add_command(seed.seed)
     cli.add_command(demo.demo)
+    cli.add_command(doctor.doctor)
 
 
 _register()

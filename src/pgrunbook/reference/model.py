@@ -61,6 +61,8 @@ class ForeignKey:
     on_delete: Literal["RESTRICT", "CASCADE", "SET NULL"] = "RESTRICT"
     enforced: bool = True
     relation_name: str | None = None  # Prisma's relation name when a pair of tables has two
+    field: str | None = None  # Prisma relation field on this model (default: column minus "Id")
+    back_field: str | None = None  # the opposite field on the parent model
 
     def physical_name(self, table: str, naming: Naming) -> str:
         return f"{naming.table(table)}_{naming.column(self.column)}_fkey"
@@ -159,7 +161,7 @@ ALI_SCHEMA: Final = Schema(
                 _updated(),
             ),
             indexes=(Index(("ownerId",)),),
-            foreign_keys=(ForeignKey("ownerId", "User"),),
+            foreign_keys=(ForeignKey("ownerId", "User", back_field="roomsOwned"),),
         ),
         Table(
             "RoomMember",
@@ -205,7 +207,7 @@ ALI_SCHEMA: Final = Schema(
             ),
             foreign_keys=(
                 ForeignKey("roomId", "Room", enforced=False),
-                ForeignKey("senderId", "User"),
+                ForeignKey("senderId", "User", back_field="messagesSent"),
             ),
         ),
         Table(
@@ -235,8 +237,10 @@ ALI_SCHEMA: Final = Schema(
             ),
             foreign_keys=(
                 ForeignKey("giftId", "Gift"),
-                ForeignKey("senderId", "User", relation_name="GiftsSent"),
-                ForeignKey("receiverId", "User", relation_name="GiftsReceived"),
+                ForeignKey("senderId", "User", relation_name="GiftsSent", back_field="giftsSent"),
+                ForeignKey(
+                    "receiverId", "User", relation_name="GiftsReceived", back_field="giftsReceived"
+                ),
                 ForeignKey("roomId", "Room", enforced=False),
             ),
         ),
@@ -264,7 +268,7 @@ ALI_SCHEMA: Final = Schema(
                 Column("description", "text", nullable=True),
                 _created(),
             ),
-            foreign_keys=(ForeignKey("walletId", "Wallet"),),
+            foreign_keys=(ForeignKey("walletId", "Wallet", back_field="transactions"),),
         ),
         Table(
             "Follow",
@@ -277,10 +281,18 @@ ALI_SCHEMA: Final = Schema(
             indexes=(Index(("followerId", "followingId"), unique=True),),
             foreign_keys=(
                 ForeignKey(
-                    "followerId", "User", on_delete="CASCADE", relation_name="UserFollowing"
+                    "followerId",
+                    "User",
+                    on_delete="CASCADE",
+                    relation_name="UserFollowing",
+                    back_field="following",
                 ),
                 ForeignKey(
-                    "followingId", "User", on_delete="CASCADE", relation_name="UserFollowers"
+                    "followingId",
+                    "User",
+                    on_delete="CASCADE",
+                    relation_name="UserFollowers",
+                    back_field="followers",
                 ),
             ),
         ),
@@ -313,9 +325,15 @@ ALI_SCHEMA: Final = Schema(
                 _updated(),
             ),
             foreign_keys=(
-                ForeignKey("reporterId", "User", relation_name="ReportsFiled"),
                 ForeignKey(
-                    "reportedUserId", "User", on_delete="SET NULL", relation_name="ReportsAgainst"
+                    "reporterId", "User", relation_name="ReportsFiled", back_field="reportsFiled"
+                ),
+                ForeignKey(
+                    "reportedUserId",
+                    "User",
+                    on_delete="SET NULL",
+                    relation_name="ReportsAgainst",
+                    back_field="reportsAgainst",
                 ),
             ),
         ),
