@@ -20,7 +20,7 @@ from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.reference import Naming
-from tests.support import FAST_RETRY, TEST_ANCHOR, TEST_SEED, PgServer
+from tests.support import FAST_RETRY, TEST_ANCHOR, TEST_SEED, PgServer, Template
 
 
 def _start_server(tmp_root: Path) -> PgServer:
@@ -64,18 +64,18 @@ def _template_name(naming: Naming) -> str:
 
 
 @pytest.fixture(scope="session")
-def templates(pg_server: PgServer) -> dict[Naming, str]:
+def templates(pg_server: PgServer) -> dict[Naming, Template]:
     """Template databases with the reference schema and tiny data, one per naming."""
     from pgrunbook.seed import seed
 
-    names = {}
+    out = {}
     for naming in Naming:
         name = _template_name(naming)
         pg_server.drop_database(name)
         info = pg_server.create_database(name)
-        seed(info, scale="tiny", naming=naming, seed=TEST_SEED, anchor=TEST_ANCHOR)
-        names[naming] = name
-    return names
+        report = seed(info, scale="tiny", naming=naming, seed=TEST_SEED, anchor=TEST_ANCHOR)
+        out[naming] = Template(name, report)
+    return out
 
 
 @pytest.fixture
@@ -99,12 +99,12 @@ def empty_db(make_db: Callable[..., ConnInfo]) -> ConnInfo:
 
 
 @pytest.fixture
-def db(make_db: Callable[..., ConnInfo], templates: dict[Naming, str]) -> ConnInfo:
+def db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> ConnInfo:
     """A fresh database with the reference schema (Prisma naming) and tiny-scale data."""
-    return make_db(templates[Naming.PRISMA])
+    return make_db(templates[Naming.PRISMA].name)
 
 
 @pytest.fixture
-def snake_db(make_db: Callable[..., ConnInfo], templates: dict[Naming, str]) -> ConnInfo:
+def snake_db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> ConnInfo:
     """A fresh database with the reference schema in snake_case and tiny-scale data."""
-    return make_db(templates[Naming.SNAKE])
+    return make_db(templates[Naming.SNAKE].name)

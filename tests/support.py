@@ -11,10 +11,12 @@ from psycopg import sql
 from pgrunbook.connect import RetryPolicy, connect
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
+from pgrunbook.seed import SeedReport
 
 TEST_SEED = 42
-# A fixed anchor keeps the template's data identical from run to run.
-TEST_ANCHOR = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+# The data's clock: now, so retention rules measured against now() count what the seed
+# tallied; the determinism test pins its own anchor.
+TEST_ANCHOR = datetime.now(UTC).replace(microsecond=0)
 FAST_RETRY = RetryPolicy(attempts=1, connect_timeout=5)
 
 
@@ -48,8 +50,27 @@ class PgServer:
 
 def scalar(info: ConnInfo, query: str | sql.Composable, params: tuple[object, ...] = ()) -> object:
     """Run one query and return the first column of its first row."""
+    return rows(info, query, params)[0][0]
+
+
+def rows(
+    info: ConnInfo, query: str | sql.Composable, params: tuple[object, ...] = ()
+) -> list[tuple[object, ...]]:
+    """Run one query and return all its rows."""
+    statement = query if isinstance(query, sql.Composable) else sql.SQL(query)  # type: ignore[arg-type]
     with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        row = conn.execute(
-            query if isinstance(query, sql.Composable) else sql.SQL(query), params
-        ).fetchone()  # type: ignore[arg-type]
-        return None if row is None else row[0]
+        return conn.execute(statement, params).fetchall()
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template database and the report of the seed that filled it."""
+
+    name: str
+    report: SeedReport
+
+
+def execute(info: ConnInfo, query: str) -> None:
+    """Run statements that return no rows."""
+    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        conn.execute(query.encode())

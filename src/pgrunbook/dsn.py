@@ -189,11 +189,6 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
     app_params: dict[str, str] = {}
     # A password with a raw '@', '/', '?' or '#' splits the URL in the wrong place: the
     # parsers' messages would then quote a piece of it, so say what is wrong without them.
-    unencoded = ConfigError(
-        f"malformed connection string in {source}: the user name or password seems to hold "
-        "a character that must be URL-encoded",
-        "encode it: @ as %40, / as %2F, ? as %3F, # as %23, % as %25, space as %20",
-    )
     suspect = False
     if _is_uri(text):
         try:
@@ -202,11 +197,11 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
             rest = text.split("://", 1)[1][len(authority) :]
             suspect = "@" not in authority and "@" in rest
             if authority.count("@") > 1 or ("@" not in authority and "@" in parts.path):
-                raise unencoded
+                raise _unencoded_error(source)
             parts.port  # noqa: B018  (validates the port)
         except ValueError as exc:
             if suspect:
-                raise unencoded from None
+                raise _unencoded_error(source) from None
             raise ConfigError(
                 f"malformed connection string in {source}: {scrub(str(exc), *secrets)}",
                 f"expected {EXAMPLE}",
@@ -229,7 +224,7 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
         params = {k: str(v) for k, v in conninfo_to_dict(text).items() if v is not None}
     except psycopg.ProgrammingError as exc:
         if suspect:
-            raise unencoded from None
+            raise _unencoded_error(source) from None
         reason = _mask_tokens(scrub(str(exc).strip().splitlines()[0], *secrets), secret)
         raise ConfigError(
             f"malformed connection string in {source}: {reason}", f"expected {EXAMPLE}"
@@ -242,6 +237,14 @@ def parse_dsn(dsn: str, source: str = "--dsn") -> ConnInfo:
                 f"expected {EXAMPLE}",
             )
     return ConnInfo(params=params, app_params=app_params, source=source)
+
+
+def _unencoded_error(source: str) -> ConfigError:
+    return ConfigError(
+        f"malformed connection string in {source}: the user name or password seems to hold "
+        "a character that must be URL-encoded",
+        "encode it: @ as %40, / as %2F, ? as %3F, # as %23, % as %25, space as %20",
+    )
 
 
 def _mask_tokens(message: str, secret: str | None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.errors import ConfigError
@@ -52,7 +53,16 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        values = dotenv_values(path)
+        # python-dotenv skips a line it cannot parse (and logs it); a broken DATABASE_URL
+        # line must not turn into "no database given", so refuse the file instead.
+        with path.open(encoding="utf-8") as stream:
+            broken = [b.original.line for b in parse_stream(stream) if b.error]
+        if broken:
+            raise ConfigError(
+                f"cannot parse {path} at line {broken[0]}",
+                "fix the line (KEY=value, quotes closed) or remove the file",
+            )
+        values = dotenv_values(path, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}", "fix or remove the file") from None
     return {k: v for k, v in values.items() if v is not None}

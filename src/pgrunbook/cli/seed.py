@@ -25,7 +25,7 @@ from pgrunbook.reference.naming import Naming
 from pgrunbook.reference.render_sql import load_statements
 from pgrunbook.seed import SCALE_NAMES, SeedReport
 from pgrunbook.seed import seed as run_seed
-from pgrunbook.seed.load import existing_tables, expected_rows
+from pgrunbook.seed.load import ensure_empty, expected_rows
 
 
 def naming_option(func):  # type: ignore[no-untyped-def]
@@ -99,13 +99,12 @@ def seed(
             out_console.print(statement.as_string() + ";", markup=False)
         out_console.print("-- then VACUUM (ANALYZE) every table", markup=False)
         return
-    if force:
-        with connect(info) as conn:
-            present = existing_tables(conn, info.schema)
-        if present and not confirm(
-            f"drop the reference tables and types in {info.display()} and re-seed", yes
-        ):
-            raise click.exceptions.Abort()
+    with connect(info) as conn:
+        present = ensure_empty(conn, info, force)
+    if present and not confirm(
+        f"drop the reference tables and types in {info.display()} and re-seed", yes
+    ):
+        raise click.exceptions.Abort()
     err_console.print(
         f"seeding {info.display()} at scale {scale} ({chosen.value} naming, seed {seed_value})",
         markup=False,

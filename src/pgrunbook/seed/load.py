@@ -93,6 +93,19 @@ def existing_tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     return [str(r[0]) for r in conn.execute(_EXISTING_TABLES, (schema,)).fetchall()]
 
 
+def ensure_empty(conn: psycopg.Connection[Any], info: ConnInfo, force: bool) -> list[str]:
+    """The tables in the target schema; raise TargetNotEmptyError if any and not ``force``."""
+    present = existing_tables(conn, info.schema)
+    if present and not force:
+        shown = ", ".join(present[:5]) + (" ..." if len(present) > 5 else "")
+        raise TargetNotEmptyError(
+            f"schema {info.schema!r} of database {info.dbname!r} already holds "
+            f"{len(present)} table(s) ({shown})",
+            "seed an empty database, or pass --force to drop the reference tables first",
+        )
+    return present
+
+
 def drop_reference_objects(conn: psycopg.Connection[Any], naming: Naming) -> None:
     """Drop the reference tables and types (only those), for ``seed --force``."""
     for table in reversed(ALI_SCHEMA.tables):
@@ -181,14 +194,7 @@ def seed(
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(info.schema))
             )
-            present = existing_tables(conn, info.schema)
-            if present and not force:
-                shown = ", ".join(present[:5]) + (" ..." if len(present) > 5 else "")
-                raise TargetNotEmptyError(
-                    f"schema {info.schema!r} of database {info.dbname!r} already holds "
-                    f"{len(present)} table(s) ({shown})",
-                    "seed an empty database, or pass --force to drop the reference tables first",
-                )
+            present = ensure_empty(conn, info, force)
             if present:
                 drop_reference_objects(conn, naming)
             for statement in statements.pre_data:
