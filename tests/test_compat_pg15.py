@@ -1,0 +1,46 @@
+"""The foundation on the Debian PostgreSQL 15 server too (when its binaries are installed;
+.ci/run installs them, so CI always runs these)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from pgrunbook.connect import connect
+from pgrunbook.dsn import ConnInfo
+from pgrunbook.embedded import Binaries, LocalServer
+from pgrunbook.reference import Naming
+from pgrunbook.seed import seed, verify_counts
+from tests.support import TEST_ANCHOR, scalar
+from tests.test_seed import TINY_DEFECTS
+
+PG15 = Path("/usr/lib/postgresql/15/bin/postgres")
+
+
+@pytest.fixture(scope="module")
+def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnInfo]:
+    if not PG15.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install postgresql-15 (see .ci/run)")
+        pytest.skip("PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)")
+    server = LocalServer(tmp_path_factory.mktemp("pg15") / "data", Binaries.system(15))
+    yield server.start()
+    server.stop()
+
+
+@pytest.mark.parametrize("naming", list(Naming))
+def test_seed_on_postgres_15(pg15: ConnInfo, naming: Naming) -> None:
+    name = f"compat_{naming.value}"
+    with connect(pg15, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    target = pg15.with_params(dbname=name)
+    report = seed(target, scale="tiny", naming=naming, anchor=TEST_ANCHOR)
+    assert str(scalar(target, "SHOW server_version")).startswith("15.")
+    counted = verify_counts(target, naming)
+    for kind, expected in TINY_DEFECTS.items():
+        assert counted[kind] == report.anomalies[kind] == expected, kind
