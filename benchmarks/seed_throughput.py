@@ -58,7 +58,8 @@ def main() -> None:
     result = {
         "benchmark": "seed_throughput",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "scale": args.scale,
         "naming": args.naming,
         "rows": report.total_rows,

@@ -20,6 +20,9 @@ TEST_ANCHOR = datetime.now(UTC).replace(microsecond=0)
 FAST_RETRY = RetryPolicy(attempts=1, connect_timeout=5)
 
 
+Query = str | sql.SQL | sql.Composed
+
+
 @dataclass
 class PgServer:
     """A running server the tests may do anything to."""
@@ -31,9 +34,9 @@ class PgServer:
     def dsn(self, dbname: str, **changes: str) -> ConnInfo:
         return self.admin.with_params(dbname=dbname, **changes)
 
-    def execute(self, query: sql.Composable | str, params: tuple[object, ...] = ()) -> None:
+    def execute(self, query: Query, params: tuple[object, ...] = ()) -> None:
         with connect(self.admin, autocommit=True, retry=FAST_RETRY) as conn:
-            conn.execute(query if isinstance(query, sql.Composable) else sql.SQL(query), params)  # type: ignore[arg-type]
+            conn.execute(_statement(query), params)
 
     def create_database(self, name: str, template: str | None = None) -> ConnInfo:
         query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -48,18 +51,19 @@ class PgServer:
         )
 
 
-def scalar(info: ConnInfo, query: str | sql.Composable, params: tuple[object, ...] = ()) -> object:
+def scalar(info: ConnInfo, query: Query, params: tuple[object, ...] = ()) -> object:
     """Run one query and return the first column of its first row."""
     return rows(info, query, params)[0][0]
 
 
-def rows(
-    info: ConnInfo, query: str | sql.Composable, params: tuple[object, ...] = ()
-) -> list[tuple[object, ...]]:
+def rows(info: ConnInfo, query: Query, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Run one query and return all its rows."""
-    statement = query if isinstance(query, sql.Composable) else sql.SQL(query)  # type: ignore[arg-type]
     with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        return conn.execute(statement, params).fetchall()
+        return list(conn.execute(_statement(query), params).fetchall())
+
+
+def _statement(query: Query) -> sql.SQL | sql.Composed:
+    return sql.SQL(query) if isinstance(query, str) else query
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def test_malformed_dsn(dsn: str, reason: str) -> None:
 
 @pytest.mark.parametrize("dsn", ["", "   ", "\n"])
 def test_empty_dsn(dsn: str) -> None:
-    with pytest.raises(ConfigError, match="^--dsn is empty"):
+    with pytest.raises(ConfigError, match=r"^--dsn is empty"):
         parse_dsn(dsn)
 
 

@@ -11,7 +11,7 @@ from pgrunbook.dsn import ConnInfo
 from pgrunbook.reference import ALI_SCHEMA, Naming
 from pgrunbook.reference.render_sql import migration_sql
 from pgrunbook.reference.write import rendered_files
-from tests.support import Template, rows
+from tests.support import Template, execute, rows
 
 CATALOG = """
 SELECT 'column', c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
@@ -49,12 +49,7 @@ def test_migration_sql_builds_the_same_schema_as_the_seed(
     templates: dict[Naming, Template],
 ) -> None:
     migrated = make_db()
-    with_migration = [*rows(migrated, "SELECT 1")]  # warm the connection path
-    assert with_migration == [(1,)]
-    import psycopg
-
-    with psycopg.connect(migrated.conninfo(), autocommit=True) as conn:
-        conn.execute(migration_sql(ALI_SCHEMA, naming).encode())  # type: ignore[call-overload]
+    execute(migrated, migration_sql(ALI_SCHEMA, naming))
     seeded = make_db(templates[naming].name)
     assert rows(migrated, CATALOG) == rows(seeded, CATALOG)
 

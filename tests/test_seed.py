@@ -60,7 +60,7 @@ def test_duplicate_and_unused_indexes(
     (duplicate,) = manifest["duplicate_indexes"]
     (unused,) = manifest["unused_indexes"]
     original = Naming(naming).table("Message") + "_" + naming.column("roomId") + "_idx"
-    defs = dict(rows(info, "SELECT indexname, indexdef FROM pg_indexes"))  # type: ignore[arg-type]
+    defs = {str(n): str(d) for n, d in rows(info, "SELECT indexname, indexdef FROM pg_indexes")}
     assert str(defs[duplicate]).replace(duplicate, "X") == str(defs[original]).replace(
         original, "X"
     )

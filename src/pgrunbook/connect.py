@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from pgrunbook import __version__
 from pgrunbook.dsn import ConnInfo, scrub
@@ -128,11 +129,12 @@ def connect(
     params = dict(info.params)
     params.setdefault("connect_timeout", str(retry.connect_timeout))
     params.setdefault("application_name", f"{APPLICATION_NAME}/{__version__}")
+    conninfo = make_conninfo("", **params)
     delays = retry.delays()
     while True:
         try:
             conn: psycopg.Connection[tuple[object, ...]] = psycopg.connect(
-                autocommit=autocommit, **params
+                conninfo, autocommit=autocommit
             )
             return conn
         except psycopg.OperationalError as exc:

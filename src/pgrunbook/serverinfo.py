@@ -9,7 +9,7 @@ catalog queries any role may run, so it works with the weakest credentials too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -246,7 +246,8 @@ def pooler_info(info: ConnInfo) -> PoolerInfo:
 def _preloaded(setting: str | None, name: str, needed: bool) -> bool | None:
     if not needed or setting is None:
         return None
-    return name in {lib.strip().strip('"') for lib in setting.split(",")}
+    # entries may be quoted or carry a path: "pg_stat_statements", $libdir/pg_cron
+    return name in {lib.strip().strip('"').rsplit("/", 1)[-1] for lib in setting.split(",")}
 
 
 def _probe(conn: psycopg.Connection[Any], info: ConnInfo, schema: str) -> ServerInfo:
@@ -278,7 +279,12 @@ def _probe(conn: psycopg.Connection[Any], info: ConnInfo, schema: str) -> Server
             .fetchall()
         )
     assert server is not None and role is not None and database is not None
-    role = RoleInfo(**{**asdict(role), **grants})
+    role = replace(
+        role,
+        pg_read_all_stats=grants.get("pg_read_all_stats", False),
+        pg_monitor=grants.get("pg_monitor", False),
+        pg_signal_backend=grants.get("pg_signal_backend", False),
+    )
     return ServerInfo(
         endpoint=info.display(),
         version=server.version,

@@ -16,7 +16,7 @@ def doctor() -> None:
     """Troubleshooting: check the connection and diagnose common problems."""
 
 
-@doctor.command("connection")
+@doctor.command("connection", short_help="Check reachability, version, privileges, pooler.")
 @dsn_option
 @json_option
 def connection(dsn: str | None, as_json: bool) -> None:
@@ -46,7 +46,7 @@ def _extension(ext: ExtensionInfo) -> str:
         text = f"available ({ext.default_version}), not installed"
     else:
         text = "not available on this server"
-    if ext.needs_preload:
+    if ext.needs_preload and (ext.available or ext.preloaded):
         preloaded = _yes(ext.preloaded, "cannot tell (needs pg_read_all_settings)")
         text += f"; in shared_preload_libraries: {preloaded}"
     return text

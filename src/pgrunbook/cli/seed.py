@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from pgrunbook.cli.common import (
+    F,
     confirm,
     dry_run_option,
     dsn_option,
@@ -28,7 +29,7 @@ from pgrunbook.seed import seed as run_seed
 from pgrunbook.seed.load import ensure_empty, expected_rows
 
 
-def naming_option(func):  # type: ignore[no-untyped-def]
+def naming_option(func: F) -> F:
     return click.option(
         "--naming",
         type=click.Choice([n.value for n in Naming]),

@@ -221,6 +221,7 @@ class Generator:
     def __init__(self, scale: Scale, seed: int, anchor: datetime) -> None:
         self.scale = scale
         self.seed = seed
+        self.anchor = anchor
         self.clock = Clock(anchor)
         self.tally = Tally()
         self.world = World()

@@ -130,11 +130,7 @@ def _copy_table(
     progress: Progress | None,
     expected: int,
 ) -> int:
-    columns = ALI_SCHEMA.table(table).column_names
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(naming.table(table)),
-        sql.SQL(", ").join(sql.Identifier(naming.column(c)) for c in columns),
-    )
+    statement = _copy_statement(naming, table)
     count = 0
     batch: list[str] = []
     with conn.cursor().copy(statement) as copy:
@@ -152,6 +148,14 @@ def _copy_table(
     if progress:
         progress(table, count, count)
     return count
+
+
+def _copy_statement(naming: Naming, table: str) -> sql.Composed:
+    columns = ALI_SCHEMA.table(table).column_names
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(naming.table(table)),
+        sql.SQL(", ").join(sql.Identifier(naming.column(c)) for c in columns),
+    )
 
 
 def _use_schema(conn: psycopg.Connection[Any], schema: str) -> None:
@@ -186,10 +190,7 @@ def seed(
     statements = load_statements(ALI_SCHEMA, naming)
 
     with connect(info) as conn:
-        conn.execute(
-            "SELECT set_config('search_path', %s, false)",
-            (sql.Identifier(info.schema).as_string(),),
-        )
+        _use_schema(conn, info.schema)
         with conn.transaction():
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(info.schema))
@@ -212,14 +213,11 @@ def seed(
             report.seconds["keys_and_indexes"] = time.perf_counter() - t0
 
     with connect(info, autocommit=True) as conn:
-        conn.execute(
-            "SELECT set_config('search_path', %s, false)",
-            (sql.Identifier(info.schema).as_string(),),
-        )
+        _use_schema(conn, info.schema)
         t0 = time.perf_counter()
-        for table in ALI_SCHEMA.tables:
+        for model in ALI_SCHEMA.tables:
             conn.execute(
-                sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(naming.table(table.name)))
+                sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(naming.table(model.name)))
             )
         report.seconds["vacuum_analyze"] = time.perf_counter() - t0
         churned = generator.wallets_to_churn()
@@ -269,8 +267,5 @@ def verify_counts(info: ConnInfo, naming: Naming | str) -> dict[str, int]:
     """Count the injected defects with SQL (see seed.anomalies)."""
     naming = Naming(naming)
     with connect(info) as conn:
-        conn.execute(
-            "SELECT set_config('search_path', %s, false)",
-            (sql.Identifier(info.schema).as_string(),),
-        )
+        _use_schema(conn, info.schema)
         return count_anomalies(conn, naming)
