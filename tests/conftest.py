@@ -20,7 +20,7 @@ from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.reference import Naming
-from tests.support import FAST_RETRY, TEST_ANCHOR, TEST_SEED, PgServer, Template
+from tests.support import FAST_RETRY, ROLE_PASSWORD, TEST_ANCHOR, TEST_SEED, PgServer, Template
 
 
 def _start_server(tmp_root: Path) -> PgServer:
@@ -108,3 +108,12 @@ def db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> C
 def snake_db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> ConnInfo:
     """A fresh database with the reference schema in snake_case and tiny-scale data."""
     return make_db(templates[Naming.SNAKE].name)
+
+
+@pytest.fixture
+def login_role(pg_server: PgServer) -> Iterator[str]:
+    """A LOGIN role without attributes, password ``ROLE_PASSWORD``, dropped afterwards."""
+    name = f"pgr_login_{uuid.uuid4().hex[:8]}"
+    pg_server.create_login_role(name, ROLE_PASSWORD)
+    yield name
+    pg_server.drop_role(name)

@@ -18,6 +18,7 @@ TEST_SEED = 42
 # tallied; the determinism test pins its own anchor.
 TEST_ANCHOR = datetime.now(UTC).replace(microsecond=0)
 FAST_RETRY = RetryPolicy(attempts=1, connect_timeout=5)
+ROLE_PASSWORD = "Corr3ct-Horse-Battery"  # the password of the login_role fixture
 
 
 Query = str | sql.SQL | sql.Composed
@@ -37,6 +38,16 @@ class PgServer:
     def execute(self, query: Query, params: tuple[object, ...] = ()) -> None:
         with connect(self.admin, autocommit=True, retry=FAST_RETRY) as conn:
             conn.execute(_statement(query), params)
+
+    def create_login_role(self, name: str, password: str) -> None:
+        self.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+
+    def drop_role(self, name: str) -> None:
+        self.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
     def create_database(self, name: str, template: str | None = None) -> ConnInfo:
         query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

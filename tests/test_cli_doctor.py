@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from psycopg import sql
 
 from pgrunbook.cli.main import run
 from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.serverinfo import EXTENSIONS
-from tests.support import PgServer, scalar
+from tests.support import ROLE_PASSWORD, PgServer, scalar
 
-PASSWORD = "D0ctor-S3cret"
+PASSWORD = ROLE_PASSWORD
 
 
 def url(info: ConnInfo) -> str:
@@ -27,18 +24,11 @@ def url(info: ConnInfo) -> str:
 
 
 @pytest.fixture
-def role_db(pg_server: PgServer, empty_db: ConnInfo) -> Iterator[ConnInfo]:
+def role_db(pg_server: PgServer, empty_db: ConnInfo, login_role: str) -> ConnInfo:
     """The empty database, reached as a new role that logs in with PASSWORD."""
     if pg_server.local is None:
         pytest.skip("logs in as a new role, which depends on the embedded server's pg_hba.conf")
-    name = f"pgr_doctor_{uuid.uuid4().hex[:8]}"
-    pg_server.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)
-        )
-    )
-    yield empty_db.with_params(user=name, password=PASSWORD)
-    pg_server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    return empty_db.with_params(user=login_role, password=PASSWORD)
 
 
 def doctor_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], str]:

@@ -15,16 +15,15 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from pgrunbook.cli.main import run
 from pgrunbook.connect import RetryPolicy, connect
 from pgrunbook.dsn import MASK, ConnInfo, parse_dsn
 from pgrunbook.embedded import LocalServer
 from pgrunbook.errors import ConnectError
-from tests.support import PgServer
+from tests.support import ROLE_PASSWORD, PgServer
 
-PASSWORD = "Corr3ct-Horse"
+PASSWORD = ROLE_PASSWORD
 
 
 def url(info: ConnInfo) -> str:
@@ -60,19 +59,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def login_role(pg_server: PgServer) -> Iterator[str]:
-    """A LOGIN role with the password PASSWORD, dropped afterwards."""
-    name = f"pgr_login_{uuid.uuid4().hex[:8]}"
-    pg_server.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)
-        )
-    )
-    yield name
-    pg_server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 # -- configuration ------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,24 +14,17 @@ from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.errors import ConnectError
 from pgrunbook.serverinfo import EXTENSIONS, check_connection, pooler_info, probe
 from pgrunbook.target import resolve_target
-from tests.support import FAST_RETRY, PgServer, scalar
+from tests.support import FAST_RETRY, ROLE_PASSWORD, PgServer, scalar
 
-PASSWORD = "Pr0be-Role-Pw"
+PASSWORD = ROLE_PASSWORD
 
 
 @pytest.fixture
-def plain_role(pg_server: PgServer) -> Iterator[str]:
-    """A LOGIN role with no attributes and the password PASSWORD (embedded server only)."""
+def plain_role(pg_server: PgServer, login_role: str) -> str:
+    """A LOGIN role with no attributes (embedded server only: it relies on its pg_hba.conf)."""
     if pg_server.local is None:
         pytest.skip("logs in as a new role, which depends on the embedded server's pg_hba.conf")
-    name = f"pgr_probe_{uuid.uuid4().hex[:8]}"
-    pg_server.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)
-        )
-    )
-    yield name
-    pg_server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    return login_role
 
 
 def as_role(db: ConnInfo, role: str) -> ConnInfo:
