@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from psycopg import sql
@@ -72,11 +71,6 @@ class DemoResult:
             "defects_found_by_sql": self.defects,
             "next_steps": [{"script": s, "command": c, "what": w} for s, c, w in NEXT_STEPS],
         }
-
-
-def start_server(data_dir: Path) -> tuple[LocalServer, ConnInfo]:
-    server = LocalServer(data_dir)
-    return server, server.start()
 
 
 def run_demo(

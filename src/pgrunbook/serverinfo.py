@@ -115,15 +115,6 @@ class _SettingRow:
 
 
 @dataclass(frozen=True)
-class _ExtensionRow:
-    name: str
-    available: bool
-    default_version: str | None
-    installed_version: str | None
-    installed_schema: str | None
-
-
-@dataclass(frozen=True)
 class RoleInfo:
     """The role we act as, its attributes and the predefined roles whose privileges it has."""
 
@@ -269,12 +260,12 @@ def _probe(conn: psycopg.Connection[Any], info: ConnInfo, schema: str) -> Server
         preload = conn.cursor(row_factory=class_row(_SettingRow)).execute(PRELOAD_SQL).fetchone()
         setting = preload.setting if preload else None
         extensions = tuple(
-            ExtensionInfo(
-                **asdict(row),
+            replace(
+                row,
                 needs_preload=EXTENSIONS[row.name],
                 preloaded=_preloaded(setting, row.name, EXTENSIONS[row.name]),
             )
-            for row in conn.cursor(row_factory=class_row(_ExtensionRow))
+            for row in conn.cursor(row_factory=class_row(ExtensionInfo))
             .execute(EXTENSIONS_SQL, {"names": list(EXTENSIONS)})
             .fetchall()
         )

@@ -7,7 +7,7 @@ A relation with ``enforced=False`` exists only in the app (Prisma's ``relationMo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pgrunbook.reference.naming import Naming
@@ -92,7 +92,6 @@ class Table:
 class Schema:
     enums: tuple[Enum, ...]
     tables: tuple[Table, ...]
-    relations_doc: dict[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> Table:
         for table in self.tables:

@@ -15,7 +15,7 @@ import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
 from pgrunbook.seed.scales import Scale
@@ -611,7 +611,3 @@ TABLE_ORDER: Final[Sequence[tuple[str, str]]] = (
 def anchor_now() -> datetime:
     """The default anchor: now, to the second."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def age_days(anchor: datetime, when: datetime) -> float:
-    return (anchor - when) / timedelta(days=1)

@@ -20,7 +20,7 @@ from psycopg import sql
 from pgrunbook.connect import connect
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError, TargetNotEmptyError
-from pgrunbook.reference.model import ALI_SCHEMA, Index
+from pgrunbook.reference.model import ALI_SCHEMA
 from pgrunbook.reference.naming import Naming
 from pgrunbook.reference.render_sql import load_statements
 from pgrunbook.seed.anomalies import count_anomalies
@@ -255,7 +255,7 @@ def _unindexed_relations(naming: Naming) -> list[str]:
     """Relations (enforced or logical) whose column leads no index: the runbook adds them."""
     out = []
     for table in ALI_SCHEMA.tables:
-        leading = {idx.columns[0] for idx in table.indexes if isinstance(idx, Index)}
+        leading = {idx.columns[0] for idx in table.indexes}
         for fk in table.foreign_keys:
             if fk.column not in leading:
                 kind = "" if fk.enforced else " (logical, no foreign key)"
