@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -48,6 +49,26 @@ def yes_option(func: F) -> F:
 def dry_run_option(func: F) -> F:
     return click.option(
         "--dry-run", is_flag=True, help="Print the SQL that would run and change nothing."
+    )(func)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file with thresholds. Default: pgrunbook.toml in the working directory.",
+    )(func)
+
+
+def profile_option(func: F) -> F:
+    return click.option(
+        "--profile",
+        "profile_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Profile file (the app's constraints, retention, ...). Default: the built-in Ali one.",
     )(func)
 
 

@@ -24,10 +24,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from pgrunbook.cli import demo, doctor, seed
+    from pgrunbook.cli import demo, discover, doctor, seed
 
     cli.add_command(seed.seed)
     cli.add_command(demo.demo)
+    cli.add_command(discover.discover_cmd, name="discover")
     cli.add_command(doctor.doctor)
 
 

@@ -1,0 +1,25 @@
+"""Rows violating NOT VALID or planned CHECK constraints (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="constraint_violations",
+    title="Rows violating NOT VALID or planned CHECK constraints",
+    run=run,
+    thresholds=Thresholds(),
+)

@@ -1,0 +1,25 @@
+"""Database size against the plan's storage limit (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="database_size",
+    title="Database size against the plan's storage limit",
+    run=run,
+    thresholds=Thresholds(),
+)

@@ -1,0 +1,25 @@
+"""Duplicate and redundant indexes (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="duplicate_indexes",
+    title="Duplicate and redundant indexes",
+    run=run,
+    thresholds=Thresholds(),
+)

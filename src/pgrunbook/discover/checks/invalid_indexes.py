@@ -1,0 +1,25 @@
+"""Invalid indexes left by a failed concurrent build (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="invalid_indexes",
+    title="Invalid indexes left by a failed concurrent build",
+    run=run,
+    thresholds=Thresholds(),
+)

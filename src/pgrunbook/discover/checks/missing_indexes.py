@@ -1,0 +1,25 @@
+"""Foreign keys and inferred relations without an index (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="missing_indexes",
+    title="Foreign keys and inferred relations without an index",
+    run=run,
+    thresholds=Thresholds(),
+)

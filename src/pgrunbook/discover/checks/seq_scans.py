@@ -1,0 +1,22 @@
+"""Tables read by heavy sequential scans (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="seq_scans", title="Tables read by heavy sequential scans", run=run, thresholds=Thresholds()
+)

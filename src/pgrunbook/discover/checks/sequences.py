@@ -1,0 +1,25 @@
+"""Sequences and integer keys running out of range (placeholder: not written yet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.context import Context
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pass
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult()
+
+
+CHECK = Check(
+    id="sequences",
+    title="Sequences and integer keys running out of range",
+    run=run,
+    thresholds=Thresholds(),
+)

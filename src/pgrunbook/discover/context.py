@@ -1,0 +1,99 @@
+"""What every check gets: a read-only connection, the server's facts, the catalog snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from pgrunbook.catalog import Catalog
+from pgrunbook.locking import timeouts
+from pgrunbook.profile import Profile
+from pgrunbook.serverinfo import ServerInfo
+
+R = TypeVar("R")
+Query = str | sql.SQL | sql.Composed
+
+STATS_WINDOW_SQL: Final = """
+SELECT d.stats_reset, pg_postmaster_start_time() AS started_at, now() AS now
+  FROM pg_stat_database d
+ WHERE d.datname = current_database()
+"""
+
+
+@dataclass(frozen=True)
+class StatsWindow:
+    """Since when the cumulative statistics (idx_scan, seq_scan, ...) have been counting.
+
+    The later of the last reset and the server start: PostgreSQL 15+ keeps counters over a
+    clean restart, but a crash, an older server or a Neon compute restart loses them, so
+    the server start is the safe lower bound.
+    """
+
+    stats_reset: datetime | None
+    started_at: datetime
+    now: datetime
+
+    @property
+    def since(self) -> datetime:
+        return max(t for t in (self.stats_reset, self.started_at) if t is not None)
+
+    @property
+    def age(self) -> timedelta:
+        return self.now - self.since
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stats_reset": self.stats_reset,
+            "server_started_at": self.started_at,
+            "collecting_since": self.since,
+            "collecting_seconds": round(self.age.total_seconds()),
+        }
+
+
+@dataclass
+class Context:
+    conn: psycopg.Connection[Any]
+    schema: str
+    server: ServerInfo
+    catalog: Catalog
+    stats: StatsWindow
+    profile: Profile
+    plan_limit_bytes: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version_num(self) -> int:
+        return self.server.version_num
+
+    def extension_schema(self, name: str) -> str | None:
+        """The schema ``name`` is installed in, or None when it is not installed."""
+        for ext in self.server.extensions:
+            if ext.name == name and ext.installed:
+                return ext.installed_schema
+        return None
+
+    def rows(self, row: type[R], query: Query, params: Mapping[str, Any] | None = None) -> list[R]:
+        cur = self.conn.cursor(row_factory=class_row(row))
+        return cur.execute(query, params).fetchall()
+
+    @contextmanager
+    def bounded(self, statement_timeout_ms: int) -> Iterator[None]:
+        """Run the block in its own transaction under a statement timeout."""
+        with (
+            self.conn.transaction(),
+            timeouts(self.conn, lock_timeout_ms=1000, statement_timeout_ms=statement_timeout_ms),
+        ):
+            yield
+
+
+def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
+    found = conn.cursor(row_factory=class_row(StatsWindow)).execute(STATS_WINDOW_SQL).fetchone()
+    assert found is not None
+    return found

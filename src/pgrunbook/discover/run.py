@@ -1,0 +1,186 @@
+"""Running the checks against one database and collecting the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import psycopg
+from psycopg import errors
+
+from pgrunbook.catalog import load_catalog
+from pgrunbook.config import Config, apply_overrides
+from pgrunbook.connect import connect
+from pgrunbook.discover.check import Check
+from pgrunbook.discover.context import Context, StatsWindow, stats_window
+from pgrunbook.discover.registry import select
+from pgrunbook.dsn import ConnInfo
+from pgrunbook.errors import ConfigError
+from pgrunbook.findings import Finding, exit_code
+from pgrunbook.findings import Severity as Severity
+from pgrunbook.profile import Profile, load_profile
+from pgrunbook.serverinfo import ServerInfo, probe
+
+# Discovery never writes, and no single catalog or statistics query may run away.
+SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
+# Neon's Free plan storage; the default plan limit on a Neon host (runbook section 4).
+NEON_FREE_BYTES: Final = 512 * 1024 * 1024
+
+Status = Literal["ran", "skipped", "failed"]
+
+
+@dataclass
+class CheckStatus:
+    id: str
+    title: str
+    status: Status
+    reason: str | None = None
+    seconds: float = 0.0
+    findings: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "findings": self.findings,
+        }
+
+
+@dataclass
+class DiscoveryReport:
+    database: str
+    schema: str
+    server: ServerInfo
+    stats: StatsWindow
+    profile: str
+    findings: list[Finding] = field(default_factory=list)
+    checks: list[CheckStatus] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def by_check(self, check_id: str) -> list[Finding]:
+        return [f for f in self.findings if f.check == check_id]
+
+    def exit_code(self, fail_on: Severity | None) -> int:
+        return exit_code(self.findings, fail_on)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "findings": [f.to_json() for f in self.findings],
+            "database": self.database,
+            "schema": self.schema,
+            "server_version": self.server.version,
+            "endpoint": self.server.endpoint,
+            "statistics": self.stats.to_json(),
+            "profile": self.profile,
+            "checks": [c.to_json() for c in self.checks],
+            "facts": self.facts,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _skip_reason(check: Check[Any], ctx: Context) -> str | None:
+    if ctx.version_num < check.min_server_version:
+        need = check.min_server_version // 10000
+        return f"needs PostgreSQL {need}+, the server is {ctx.server.major}"
+    if check.extension and ctx.extension_schema(check.extension) is None:
+        return f"needs the {check.extension} extension, which is not installed"
+    return None
+
+
+def _order(finding: Finding) -> tuple[int, str]:
+    return (-finding.severity.rank, finding.object)
+
+
+def discover(
+    info: ConnInfo,
+    *,
+    schema: str | None = None,
+    config: Config | None = None,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    plan_limit_bytes: int | None = None,
+    profile: Profile | None = None,
+    on_check: Callable[[Check[Any]], None] = lambda check: None,
+) -> DiscoveryReport:
+    """Run the selected checks read-only and return every finding, worst first per check."""
+    config = config or Config()
+    checks = [c for c in select(only, skip) if c.id in only or config.enabled(c.id)]
+    limits = {
+        c.id: apply_overrides(
+            c.thresholds, config.check_section(c.id), f"{config.path} [checks.{c.id}]"
+        )
+        for c in checks
+    }
+    schema = schema or info.schema
+    started = time.perf_counter()
+    with connect(info, autocommit=True) as conn:
+        conn.execute(
+            "SELECT set_config('default_transaction_read_only', 'on', false), "
+            "set_config('statement_timeout', %s, false)",
+            (f"{SESSION_STATEMENT_TIMEOUT_MS}ms",),
+        )
+        server = probe(conn, info=info, schema=schema)
+        if not server.schema.exists:
+            raise ConfigError(
+                f"schema {schema!r} does not exist in database {server.database.name!r}",
+                "pass --schema, or ?schema= in the URL, naming an existing schema",
+            )
+        if plan_limit_bytes is None and server.neon:
+            plan_limit_bytes = NEON_FREE_BYTES
+        ctx = Context(
+            conn=conn,
+            schema=schema,
+            server=server,
+            catalog=load_catalog(conn, schema),
+            stats=stats_window(conn),
+            profile=profile or load_profile(),
+            plan_limit_bytes=plan_limit_bytes,
+        )
+        report = DiscoveryReport(
+            server.database.name, schema, server, ctx.stats, ctx.profile.source
+        )
+        for check in checks:
+            report.checks.append(_run_one(check, limits[check.id], ctx, report, on_check))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_one(
+    check: Check[Any],
+    limits: Any,
+    ctx: Context,
+    report: DiscoveryReport,
+    on_check: Callable[[Check[Any]], None],
+) -> CheckStatus:
+    status = CheckStatus(check.id, check.title, "skipped")
+    status.reason = _skip_reason(check, ctx)
+    if status.reason is not None:
+        return status
+    on_check(check)
+    t0 = time.perf_counter()
+    try:
+        result = check.run(ctx, limits)
+    except (errors.InsufficientPrivilege, errors.QueryCanceled) as exc:
+        status.status, status.reason = "failed", _why(exc)
+        return status
+    finally:
+        status.seconds = time.perf_counter() - t0
+    status.status = "ran"
+    status.findings = len(result.findings)
+    report.findings.extend(sorted(result.findings, key=_order))
+    if result.facts is not None:
+        report.facts[check.id] = result.facts
+    return status
+
+
+def _why(exc: psycopg.Error) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, errors.QueryCanceled):
+        return f"took longer than the statement timeout ({first})"
+    return f"not allowed for this role ({first})"

@@ -1,0 +1,1 @@
+"""Renderers of the report model (findings) for people: terminal tables and sizes."""
