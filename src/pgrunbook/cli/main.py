@@ -24,12 +24,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from pgrunbook.cli import demo, discover, doctor, seed
+    from pgrunbook.cli import demo, discover, doctor, monitor, seed
 
     cli.add_command(seed.seed)
     cli.add_command(demo.demo)
     cli.add_command(discover.discover_cmd, name="discover")
     cli.add_command(doctor.doctor)
+    cli.add_command(monitor.monitor)
 
 
 _register()
