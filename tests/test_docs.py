@@ -51,3 +51,16 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 def test_docs_links_resolve() -> None:
     for link in re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)\)", README):
         assert (ROOT / link).exists(), link
+
+
+def test_every_check_has_a_docs_page_linked_from_the_discover_page() -> None:
+    from pgrunbook.discover import CHECKS
+
+    overview = (ROOT / "docs" / "discover.md").read_text()
+    for check in CHECKS:
+        page = ROOT / check.docs
+        assert page.exists(), f"{check.id} has no docs page {check.docs}"
+        text = page.read_text()
+        for heading in ("## Problem", "## What pgrunbook does", "## How to fix"):
+            assert heading in text, f"{check.docs} lacks {heading!r}"
+        assert f"(checks/{check.id}.md)" in overview, f"docs/discover.md does not link {check.id}"

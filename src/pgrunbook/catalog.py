@@ -26,12 +26,15 @@ SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::te
        coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast_bytes,
        EXISTS (SELECT 1 FROM pg_constraint p
                 WHERE p.conrelid = c.oid AND p.contype = 'p') AS has_primary_key,
+       st.tablename IS NOT NULL AS has_statistics,
        s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze,
        s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
        s.seq_scan, s.seq_tup_read, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+  LEFT JOIN (SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = %(schema)s) st
+         ON st.tablename = c.relname
  WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
  ORDER BY c.relname
 """
@@ -228,6 +231,7 @@ class Table:
     index_bytes: int
     toast_bytes: int
     has_primary_key: bool
+    has_statistics: bool  # pg_stats has rows for it (survives a restart or a clone)
     n_live_tup: int | None
     n_dead_tup: int | None
     n_mod_since_analyze: int | None

@@ -39,7 +39,8 @@ _register()
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input and connection problems become one line and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="pgrunbook", standalone_mode=False)
+        # Without standalone mode click returns the code of a raised click Exit.
+        code = cli.main(args=argv, prog_name="pgrunbook", standalone_mode=False)
     except PgRunbookError as exc:
         err_console.print(f"[red]error:[/] {escape(exc.one_line())}", soft_wrap=True)
         return exc.exit_code
@@ -54,7 +55,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -106,11 +106,17 @@ def discover(
     skip: tuple[str, ...] = (),
     plan_limit_bytes: int | None = None,
     profile: Profile | None = None,
+    checks: Sequence[Check[Any]] | None = None,
     on_check: Callable[[Check[Any]], None] = lambda check: None,
 ) -> DiscoveryReport:
-    """Run the selected checks read-only and return every finding, worst first per check."""
+    """Run the selected checks read-only and return every finding, worst first per check.
+
+    ``checks`` replaces the registry's (for checks of your own); ``only``/``skip`` and the
+    config file's ``enabled = false`` select among the registry's.
+    """
     config = config or Config()
-    checks = [c for c in select(only, skip) if c.id in only or config.enabled(c.id)]
+    if checks is None:
+        checks = [c for c in select(only, skip) if c.id in only or config.enabled(c.id)]
     limits = {
         c.id: apply_overrides(
             c.thresholds, config.check_section(c.id), f"{config.path} [checks.{c.id}]"

@@ -66,7 +66,11 @@ def _analyze(table: Table) -> str:
 def run(ctx: Context, limits: Thresholds) -> CheckResult:
     findings = []
     for table in ctx.catalog:
-        never = table.last_analyze is None and table.last_autoanalyze is None
+        never = (
+            table.last_analyze is None
+            and table.last_autoanalyze is None
+            and not table.has_statistics
+        )
         if never and table.kind == "r":
             rows = max(table.estimated_rows, table.n_live_tup or 0)
             big = rows >= limits.never_analyzed_min_rows
