@@ -23,6 +23,10 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert document["defects_found_by_sql"]["self_gifts"] == 4
         assert document["seed"]["rows"]["Message"] == 10_000
         assert len(document["tables"]) == 12
+        findings = document["discovery"]["findings"]
+        dead = [f["object"] for f in findings if f["check"] == "dead_tuples"]
+        assert dead == ["public.Wallet"]
+        assert len(document["discovery"]["facts"]["tables"]) == 12
         assert document["dsn"] == server.dsn("ali_demo").display()
         assert (
             scalar(server.dsn("ali_demo"), 'SELECT count(*) FROM "Follow"')
@@ -39,6 +43,7 @@ def test_demo_human_output_stops_the_server(
     data_dir = tmp_path / "demo"
     assert run(["demo", "--data-dir", str(data_dir), "--scale", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert "What is wrong (counted with SQL)" in out
-    assert "orphan messages" in out and "pgrunbook apply indexes" in out
+    assert "pgrunbook discover: database ali_demo, schema public" in out
+    assert "public.Wallet" in out and "dead tuples" in out
+    assert "pgrunbook discover *" in out and "pgrunbook apply indexes" in out
     assert not LocalServer(data_dir).is_running()

