@@ -247,6 +247,11 @@ def _manifest(generator: Generator, naming: Naming, churned: int) -> dict[str, A
                 indexes[key].append(index.physical_name(table.name, naming))
     manifest.update(indexes)
     manifest["foreign_keys_without_index"] = _unindexed_relations(naming)
+    manifest["updated_at_without_trigger"] = [
+        naming.table(t.name)
+        for t in ALI_SCHEMA.tables
+        if any(c.name == "updatedAt" for c in t.columns)
+    ]
     manifest["dead_tuples"] = {"table": naming.table(CHURN_TABLE), "rows_updated": churned}
     return manifest
 
