@@ -7,10 +7,12 @@ same index (name, columns, operator classes, predicate), built ``CONCURRENTLY``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
 
 from pgrunbook.catalog import Index
 
@@ -45,3 +47,43 @@ def recreate_sql(index: Index) -> str:
 def builds_in_progress(conn: psycopg.Connection[Any]) -> set[int]:
     """Oids of indexes a CREATE INDEX [CONCURRENTLY] or REINDEX is building right now."""
     return {int(str(row[0])) for row in conn.execute(BUILDS_IN_PROGRESS_SQL).fetchall()}
+
+
+BUILDS_SQL: Final = """
+SELECT p.pid, p.relid::int8 AS table_oid, nullif(p.index_relid, 0)::int8 AS index_oid,
+       p.command, p.phase,
+       ARRAY(SELECT l.relation::int8
+               FROM pg_locks l
+              WHERE l.pid = p.pid AND l.locktype = 'relation' AND l.granted
+                AND l.relation IS NOT NULL) AS locked
+  FROM pg_stat_progress_create_index p
+ WHERE p.datid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+"""
+
+
+@dataclass(frozen=True)
+class Build:
+    """A CREATE INDEX [CONCURRENTLY] or REINDEX running in this database right now."""
+
+    pid: int
+    table_oid: int | None  # None (like index_oid, command, phase) without pg_read_all_stats
+    index_oid: int | None
+    command: str | None
+    phase: str | None
+    locked: list[int]  # relations the building session holds a lock on
+
+    def builds(self, index: Index) -> bool:
+        """Whether ``index`` (an invalid one) is this build's work in progress.
+
+        REINDEX CONCURRENTLY reports the old index while it holds locks on the new
+        ``_ccnew`` one; a role without pg_read_all_stats sees no oids at all, only that
+        the session holds its lock on the table.
+        """
+        if index.oid == self.index_oid or index.oid in self.locked:
+            return True
+        return self.index_oid is None and index.table_oid in (self.table_oid, *self.locked)
+
+
+def current_builds(conn: psycopg.Connection[Any]) -> list[Build]:
+    """The index builds in progress in this database (pg_stat_progress_create_index)."""
+    return conn.cursor(row_factory=class_row(Build)).execute(BUILDS_SQL).fetchall()
