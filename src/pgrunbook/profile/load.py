@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import string
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pgrunbook.errors import ConfigError
 from pgrunbook.profile.model import (
@@ -17,6 +18,10 @@ from pgrunbook.profile.model import (
 )
 
 BUILTIN = "ali.toml"
+CONSTRAINT_KEYS: Final = frozenset({"name", "table", "check", "values"})
+RETENTION_KEYS: Final = frozenset(
+    {"name", "table", "column", "older_than_days", "where", "values", "cadence"}
+)
 
 
 def builtin_text() -> str:
@@ -53,14 +58,37 @@ class _Reader:
         values = entry.get("values", {})
         if not isinstance(values, dict):
             raise self.fail(f"{where}: values must be a table")
-        predicate = Predicate(self.text(entry, key, where), values)
+        template = self.text(entry, key, where)
         try:
-            missing = [n for n in predicate.names() if not n.isidentifier()]
+            fields = list(string.Formatter().parse(template))
         except ValueError as exc:
             raise self.fail(f"{where}: {key} is not a valid template ({exc})") from None
-        if missing:
-            raise self.fail(f"{where}: {key} has a bad placeholder {{{missing[0]}}}")
-        return predicate
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                shown = (
+                    name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                )
+                raise self.fail(
+                    f"{where}: {key} has a bad placeholder {{{shown}}} "
+                    "(write {column} or {value_name})"
+                )
+        return Predicate(template, values)
+
+    def entries(self, data: dict[str, Any], section: str) -> list[dict[str, Any]]:
+        """The ``[[section]]`` entries, refusing anything else under that name."""
+        entries = data.get(section, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise self.fail(f"{section} must be written as [[{section}]] entries")
+        return entries
+
+    def known_keys(self, entry: dict[str, Any], keys: frozenset[str], where: str) -> None:
+        """Refuse a misspelt key: a dropped ``where`` would widen a cleanup's DELETE."""
+        unknown = sorted(set(entry) - keys)
+        if unknown:
+            known = ", ".join(sorted(keys))
+            raise self.fail(f"{where}: unknown key {unknown[0]!r} (known keys: {known})")
 
 
 def parse_profile(text: str, source: str) -> Profile:
@@ -70,9 +98,10 @@ def parse_profile(text: str, source: str) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise read.fail(f"not valid TOML ({exc})") from None
     constraints = []
-    for i, entry in enumerate(data.get("constraints", [])):
+    for i, entry in enumerate(read.entries(data, "constraints")):
         where = f"[[constraints]] #{i + 1}"
         name = read.text(entry, "name", where)
+        read.known_keys(entry, CONSTRAINT_KEYS, name)
         constraints.append(
             ConstraintSpec(
                 name=name,
@@ -81,8 +110,9 @@ def parse_profile(text: str, source: str) -> Profile:
             )
         )
     retention = []
-    for i, entry in enumerate(data.get("retention", [])):
+    for i, entry in enumerate(read.entries(data, "retention")):
         name = read.text(entry, "name", f"[[retention]] #{i + 1}")
+        read.known_keys(entry, RETENTION_KEYS, name)
         days = entry.get("older_than_days")
         if not isinstance(days, int) or isinstance(days, bool) or days < 0:
             raise read.fail(f"{name} needs older_than_days = <whole number of days>")

@@ -27,7 +27,8 @@ class Predicate:
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def names(self) -> list[str]:
-        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
+        """The placeholders, in order (an empty ``{}`` shows as ``""``: the loader refuses it)."""
+        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
 
     def columns(self) -> list[str]:
         return [n for n in self.names() if n not in self.values]
