@@ -61,6 +61,23 @@ def test_prefix_of_a_longer_btree_index_is_redundant(empty_db: ConnInfo) -> None
     )
 
 
+def test_exact_duplicate_keeps_the_generated_name_over_an_older_scanned_twin(
+    empty_db: ConnInfo,
+) -> None:
+    """Scan counts between twins are the planner's coin toss; the generated name wins."""
+    execute(
+        empty_db,
+        "CREATE TABLE post (id int PRIMARY KEY, room int);"
+        "INSERT INTO post SELECT g, g % 10 FROM generate_series(1, 100) g;"
+        "CREATE INDEX post_room_legacy ON post (room);"  # the older twin (lower oid) ...
+        "SET enable_seqscan = off; SELECT count(*) FROM post WHERE room = 3;"  # ... scanned
+        "CREATE INDEX post_room_idx ON post (room);",
+    )
+    [finding] = _found(empty_db).values()
+    assert finding.object == "public.post_room_legacy"
+    assert finding.details["keep"]["name"] == "public.post_room_idx"
+
+
 def test_constraint_backed_index_is_never_dropped(empty_db: ConnInfo) -> None:
     execute(
         empty_db,

@@ -14,6 +14,7 @@ from pgrunbook.catalog import load_catalog
 from pgrunbook.config import Config, apply_overrides
 from pgrunbook.connect import connect
 from pgrunbook.discover.check import Check
+from pgrunbook.discover.checks.database_size import NEON_FREE_BYTES
 from pgrunbook.discover.context import Context, StatsWindow, stats_window
 from pgrunbook.discover.registry import select
 from pgrunbook.dsn import ConnInfo
@@ -25,8 +26,6 @@ from pgrunbook.serverinfo import ServerInfo, probe
 
 # Discovery never writes, and no single catalog or statistics query may run away.
 SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
-# Neon's Free plan storage; the default plan limit on a Neon host (runbook section 4).
-NEON_FREE_BYTES: Final = 512 * 1024 * 1024
 
 Status = Literal["ran", "skipped", "failed"]
 

@@ -20,7 +20,7 @@ SIZE_SQL: Final = """
 SELECT current_database() AS database, pg_database_size(current_database()) AS bytes
 """
 
-# Neon's Free plan storage, the default limit on a Neon host (the same as run.NEON_FREE_BYTES).
+# Neon's Free plan storage: the default limit on a Neon host (runbook section 4).
 NEON_FREE_BYTES: Final = 512 * 1024 * 1024
 # Deletes what the retention policies allow (a dry run unless --execute).
 FIX: Final = "pgrunbook cleanup"

@@ -55,11 +55,28 @@ def signature(index: Index) -> tuple[Hashable, ...]:
     )
 
 
-def _keep_order(index: Index) -> tuple[int, int, int, int]:
-    """Sorts the index to keep first: enforcing, then the most scanned, then the oldest."""
+def conventional_name(index: Index) -> bool:
+    """The name PostgreSQL or Prisma gives such an index (``Message_roomId_idx``).
+
+    Between two identical indexes, the one with the generated name is the one the app's
+    migrations know; a ``_legacy``, ``_old`` or ``_copy`` twin is the one to drop.
+    """
+    columns = [d.strip('"') for d in index.key_defs]
+    stem = "_".join([index.table, *columns])
+    return index.name in (f"{stem}_idx", f"{stem}_key", f"{index.table}_pkey")
+
+
+def _keep_order(index: Index) -> tuple[int, int, int, int, int, int]:
+    """Sorts the index to keep first: enforcing, conventionally named, most scanned, oldest.
+
+    The name comes before the scans: the planner picks one of two identical indexes
+    arbitrarily, so their scan counts say nothing about which the app relies on.
+    """
     return (
         0 if index.backs_constraint else 1,
+        0 if index.is_primary else 1,
         0 if index.is_unique else 1,
+        0 if conventional_name(index) else 1,
         -(index.idx_scan or 0),
         index.oid,
     )
