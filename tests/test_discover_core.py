@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,7 @@ from pgrunbook.discover import Check, CheckResult, Context, discover
 from pgrunbook.discover.check import NoThresholds
 from pgrunbook.discover.registry import CHECKS
 from pgrunbook.dsn import ConnInfo
-from pgrunbook.errors import ConfigError
+from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.findings import Severity
 from tests.support import execute, scalar
 
@@ -156,3 +157,14 @@ def test_cli_json_and_fail_on(capsys: pytest.CaptureFixture[str], empty_db: Conn
     capsys.readouterr()
     assert run(["discover", "--dsn", dsn, "--check", "nope"]) == 2
     assert "error: unknown check 'nope'" in capsys.readouterr().err
+
+
+def test_an_exclusively_locked_table_makes_discovery_give_up_quickly(empty_db: ConnInfo) -> None:
+    execute(empty_db, "CREATE TABLE busy (id int PRIMARY KEY)")
+    with psycopg.connect(empty_db.conninfo()) as holder:
+        holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(PgRunbookError, match=r"locked exclusively .* within 200 ms"):
+            discover(empty_db, only=("tables",), lock_timeout_ms=200)
+        assert time.monotonic() - started < 5
+    assert discover(empty_db, only=("tables",)).checks[0].status == "ran"

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 import psycopg
 from psycopg import errors
 
-from pgrunbook.catalog import load_catalog
+from pgrunbook.catalog import Catalog, load_catalog
 from pgrunbook.config import Config, apply_overrides
 from pgrunbook.connect import connect
 from pgrunbook.discover.check import Check
@@ -18,14 +18,18 @@ from pgrunbook.discover.checks.database_size import NEON_FREE_BYTES
 from pgrunbook.discover.context import Context, StatsWindow, stats_window
 from pgrunbook.discover.registry import select
 from pgrunbook.dsn import ConnInfo
-from pgrunbook.errors import ConfigError
+from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.findings import Finding, exit_code
 from pgrunbook.findings import Severity as Severity
+from pgrunbook.locking import timeouts
 from pgrunbook.profile import Profile, load_profile
 from pgrunbook.serverinfo import ServerInfo, probe
 
 # Discovery never writes, and no single catalog or statistics query may run away.
 SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
+# Reading sizes takes ACCESS SHARE locks: a table locked exclusively (VACUUM FULL, a long
+# ALTER TABLE) must make discovery give up quickly, not hang behind it.
+SESSION_LOCK_TIMEOUT_MS: Final = 5_000
 
 Status = Literal["ran", "skipped", "failed"]
 
@@ -106,6 +110,7 @@ def discover(
     plan_limit_bytes: int | None = None,
     profile: Profile | None = None,
     checks: Sequence[Check[Any]] | None = None,
+    lock_timeout_ms: int = SESSION_LOCK_TIMEOUT_MS,
     on_check: Callable[[Check[Any]], None] = lambda check: None,
 ) -> DiscoveryReport:
     """Run the selected checks read-only and return every finding, worst first per check.
@@ -124,12 +129,15 @@ def discover(
     }
     schema = schema or info.schema
     started = time.perf_counter()
-    with connect(info, autocommit=True) as conn:
-        conn.execute(
-            "SELECT set_config('default_transaction_read_only', 'on', false), "
-            "set_config('statement_timeout', %s, false)",
-            (f"{SESSION_STATEMENT_TIMEOUT_MS}ms",),
-        )
+    with (
+        connect(info, autocommit=True) as conn,
+        timeouts(
+            conn,
+            lock_timeout_ms=lock_timeout_ms,
+            statement_timeout_ms=SESSION_STATEMENT_TIMEOUT_MS,
+        ),
+    ):
+        conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
         server = probe(conn, info=info, schema=schema)
         if not server.schema.exists:
             raise ConfigError(
@@ -142,7 +150,7 @@ def discover(
             conn=conn,
             schema=schema,
             server=server,
-            catalog=load_catalog(conn, schema),
+            catalog=_catalog(conn, schema, lock_timeout_ms),
             stats=stats_window(conn),
             profile=profile or load_profile(),
             plan_limit_bytes=plan_limit_bytes,
@@ -154,6 +162,17 @@ def discover(
             report.checks.append(_run_one(check, limits[check.id], ctx, report, on_check))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _catalog(conn: psycopg.Connection[Any], schema: str, lock_timeout_ms: int) -> Catalog:
+    try:
+        return load_catalog(conn, schema)
+    except errors.LockNotAvailable:
+        raise PgRunbookError(
+            f"a table in schema {schema!r} is locked exclusively (VACUUM FULL, ALTER TABLE, "
+            f"...) and did not free within {lock_timeout_ms} ms",
+            "find the session holding it with 'pgrunbook monitor' and try again later",
+        ) from None
 
 
 def _run_one(
@@ -171,7 +190,7 @@ def _run_one(
     t0 = time.perf_counter()
     try:
         result = check.run(ctx, limits)
-    except (errors.InsufficientPrivilege, errors.QueryCanceled) as exc:
+    except (errors.InsufficientPrivilege, errors.QueryCanceled, errors.LockNotAvailable) as exc:
         status.status, status.reason = "failed", _why(exc)
         return status
     finally:
@@ -186,6 +205,8 @@ def _run_one(
 
 def _why(exc: psycopg.Error) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, errors.LockNotAvailable):
+        return f"a table it reads is locked by another session ({first})"
     if isinstance(exc, errors.QueryCanceled):
         return f"took longer than the statement timeout ({first})"
     return f"not allowed for this role ({first})"
