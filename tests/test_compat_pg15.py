@@ -1,5 +1,5 @@
-"""The foundation on the Debian PostgreSQL 15 server too (when its binaries are installed;
-.ci/run installs them, so CI always runs these)."""
+"""The foundation and discovery on the Debian PostgreSQL 15 server too (when its binaries
+are installed; .ci/run installs them, so CI always runs these)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from psycopg import sql
 
 from pgrunbook.connect import connect
+from pgrunbook.discover import discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.reference import Naming
 from pgrunbook.seed import seed, verify_counts
 from tests.support import TEST_ANCHOR, scalar
+from tests.test_discover_reference import assert_reference_findings
 from tests.test_seed import TINY_DEFECTS
 
 PG15 = Path("/usr/lib/postgresql/15/bin/postgres")
@@ -44,3 +46,4 @@ def test_seed_on_postgres_15(pg15: ConnInfo, naming: Naming) -> None:
     counted = verify_counts(target, naming)
     for kind, expected in TINY_DEFECTS.items():
         assert counted[kind] == report.anomalies[kind] == expected, kind
+    assert_reference_findings(discover(target), report, naming)
