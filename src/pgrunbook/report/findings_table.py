@@ -18,11 +18,10 @@ INFO_PER_CHECK = 3  # info findings shown per check unless verbose
 
 def findings_table(findings: Sequence[Finding], *, verbose: bool = False) -> RenderableType:
     """Warnings and critical findings in full (with their fix); info ones a few per check."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=True)
     table.add_column("severity", no_wrap=True)
-    table.add_column("check", no_wrap=True)
-    table.add_column("object", overflow="fold", max_width=40)
-    table.add_column("finding", overflow="fold")
+    table.add_column("check / object", overflow="fold", max_width=36)
+    table.add_column("finding", overflow="fold", ratio=1)
     ordered = sorted(findings, key=lambda f: -f.severity.rank)
     shown_info: Counter[str] = Counter()
     hidden: dict[str, int] = defaultdict(int)
@@ -37,8 +36,7 @@ def findings_table(findings: Sequence[Finding], *, verbose: bool = False) -> Ren
             text.append("\nfix: ", style="dim").append(finding.fix, style="green")
         table.add_row(
             Text(finding.severity.value, style=STYLE[finding.severity]),
-            Text(finding.check),
-            Text(finding.object),
+            Text(finding.check, style="bold").append(f"\n{finding.object}", style=""),
             text,
         )
     parts: list[RenderableType] = [table]
