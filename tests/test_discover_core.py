@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -14,10 +15,10 @@ from pgrunbook.config import Config, load_config
 from pgrunbook.discover import Check, CheckResult, Context, discover
 from pgrunbook.discover.check import NoThresholds
 from pgrunbook.discover.registry import CHECKS
-from pgrunbook.dsn import ConnInfo
+from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.findings import Severity
-from tests.support import execute, scalar
+from tests.support import ROLE_PASSWORD, PgServer, execute, scalar
 
 
 def churn(info: ConnInfo, dead: int, live: int) -> None:
@@ -168,3 +169,21 @@ def test_an_exclusively_locked_table_makes_discovery_give_up_quickly(empty_db: C
             discover(empty_db, only=("tables",), lock_timeout_ms=200)
         assert time.monotonic() - started < 5
     assert discover(empty_db, only=("tables",)).checks[0].status == "ran"
+
+
+def test_a_role_without_privileges_gets_reasons_not_a_crash(
+    capsys: pytest.CaptureFixture[str], pg_server: PgServer, db: ConnInfo, login_role: str
+) -> None:
+    """Catalog checks still run; row counts the role may not read say so, one line each."""
+    if pg_server.local is None:
+        pytest.skip("logs in as a new role, which depends on the embedded server's pg_hba.conf")
+    weak = db.with_params(user=login_role, password=ROLE_PASSWORD)
+    url = weak.display().replace(MASK, quote(ROLE_PASSWORD, safe=""), 1)
+    assert run(["discover", "--dsn", url, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert ROLE_PASSWORD not in out + err
+    statuses = {c["id"]: c for c in json.loads(out)["checks"]}
+    refused = {k for k, c in statuses.items() if c["status"] == "failed"}
+    assert refused == {"orphans", "constraint_violations", "retention"}
+    assert statuses["orphans"]["reason"].startswith("not allowed for this role (permission denied")
+    assert {c["status"] for k, c in statuses.items() if k not in refused} == {"ran"}
