@@ -89,3 +89,27 @@ def execute(info: ConnInfo, query: str) -> None:
     """Run statements that return no rows."""
     with psycopg.connect(info.conninfo(), autocommit=True) as conn:
         conn.execute(query.encode())
+
+
+def leave_failed_reindex_copy(info: ConnInfo) -> None:
+    """Make ``event_norm_idx_ccnew``: the invalid copy a failed REINDEX CONCURRENTLY leaves.
+
+    The index expression calls a function that raises when ``test.fail`` is on, so the
+    rebuild fails after the copy exists, next to the still valid ``event_norm_idx``.
+    """
+    execute(
+        info,
+        "CREATE FUNCTION norm(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN"
+        " IF current_setting('test.fail', true) = 'on' THEN RAISE 'boom'; END IF;"
+        " RETURN $1; END $$;"
+        "CREATE TABLE event (id int PRIMARY KEY, a int);"
+        "INSERT INTO event VALUES (1, 1);"
+        "CREATE INDEX event_norm_idx ON event (norm(a));",
+    )
+    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        conn.execute("SET test.fail = 'on'")
+        try:
+            conn.execute("REINDEX INDEX CONCURRENTLY event_norm_idx")
+        except psycopg.errors.RaiseException:
+            return
+    raise AssertionError("REINDEX CONCURRENTLY was expected to fail")

@@ -12,7 +12,7 @@ from psycopg import errors
 from pgrunbook.discover import discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.findings import Severity
-from tests.support import ROLE_PASSWORD, execute, rows, scalar
+from tests.support import ROLE_PASSWORD, execute, leave_failed_reindex_copy, rows, scalar
 
 ONLY = ("invalid_indexes",)
 
@@ -64,23 +64,7 @@ def test_failed_unique_build_is_a_leftover_to_drop_and_recreate(empty_db: ConnIn
 
 
 def test_invalid_copy_of_a_valid_index_is_only_dropped(empty_db: ConnInfo) -> None:
-    # An immutable function that fails on demand makes the second build fail, leaving an
-    # invalid copy of a valid index: what a failed REINDEX CONCURRENTLY leaves behind.
-    execute(
-        empty_db,
-        "CREATE FUNCTION norm(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN"
-        " IF current_setting('test.fail', true) = 'on' THEN RAISE 'boom'; END IF;"
-        " RETURN $1; END $$;"
-        "CREATE TABLE event (id int PRIMARY KEY, a int);"
-        "INSERT INTO event VALUES (1, 1);"
-        "CREATE INDEX event_norm_idx ON event (norm(a));",
-    )
-    with (
-        psycopg.connect(empty_db.conninfo(), autocommit=True) as conn,
-        pytest.raises(errors.RaiseException),
-    ):
-        conn.execute("SET test.fail = on")
-        conn.execute("CREATE INDEX CONCURRENTLY event_norm_idx_ccnew ON event (norm(a))")
+    leave_failed_reindex_copy(empty_db)
 
     [finding] = discover(empty_db, only=ONLY).by_check("invalid_indexes")
 

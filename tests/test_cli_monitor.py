@@ -22,22 +22,10 @@ import pytest
 from pgrunbook.cli.main import run
 from pgrunbook.dsn import ConnInfo
 from tests.support import execute
-from tests.test_monitor import lock_chain
+from tests.test_monitor import SNAPSHOT_KEYS, lock_chain
 
 ROOT = Path(__file__).parent.parent
-KEYS = [
-    "taken_at",
-    "server",
-    "connections",
-    "long_running",
-    "idle_in_transaction",
-    "locks",
-    "cache",
-    "dead_tuples",
-    "index_usage",
-    "replication",
-    "statements",
-]
+KEYS = SNAPSHOT_KEYS
 
 
 def monitor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

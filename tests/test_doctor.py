@@ -21,7 +21,7 @@ from pgrunbook.doctor.pressure import Thresholds, idle_findings
 from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.findings import Severity
 from pgrunbook.locking import LockPolicy
-from tests.support import PgServer, execute, rows, scalar
+from tests.support import PgServer, execute, leave_failed_reindex_copy, rows, scalar
 
 DEFINITION = "CREATE UNIQUE INDEX account_email_key ON public.account USING btree (email)"
 INVALID_SQL = "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid"
@@ -170,23 +170,9 @@ def test_fix_without_yes_refuses_when_not_interactive(
 
 
 def test_invalid_copy_of_a_valid_index_is_only_dropped(empty_db: ConnInfo) -> None:
-    # A failed REINDEX CONCURRENTLY (its function fails on demand) leaves event_norm_idx_ccnew,
-    # an invalid copy of a valid index: recreating it would make a duplicate.
-    execute(
-        empty_db,
-        "CREATE FUNCTION norm(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN"
-        " IF current_setting('test.fail', true) = 'on' THEN RAISE 'boom'; END IF;"
-        " RETURN $1; END $$;"
-        "CREATE TABLE event (id int PRIMARY KEY, a int);"
-        "INSERT INTO event VALUES (1, 1);"
-        "CREATE INDEX event_norm_idx ON event (norm(a));",
-    )
-    with (
-        psycopg.connect(empty_db.conninfo(), autocommit=True) as conn,
-        pytest.raises(errors.RaiseException),
-    ):
-        conn.execute("SET test.fail = 'on'")
-        conn.execute("REINDEX INDEX CONCURRENTLY event_norm_idx")
+    # A failed REINDEX CONCURRENTLY leaves event_norm_idx_ccnew, an invalid copy of a valid
+    # index: recreating it would make a duplicate.
+    leave_failed_reindex_copy(empty_db)
     assert rows(empty_db, INVALID_SQL) == [("event_norm_idx_ccnew",)]
 
     with psycopg.connect(empty_db.conninfo(), autocommit=True) as conn:

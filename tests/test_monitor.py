@@ -29,6 +29,21 @@ CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g;
 """
 
+# The documented top-level keys of a snapshot's JSON, in order (docs/monitor.md).
+SNAPSHOT_KEYS = [
+    "taken_at",
+    "server",
+    "connections",
+    "long_running",
+    "idle_in_transaction",
+    "locks",
+    "cache",
+    "dead_tuples",
+    "index_usage",
+    "replication",
+    "statements",
+]
+
 
 def session(info: ConnInfo, name: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     conn = psycopg.connect(info.conninfo(), autocommit=autocommit, application_name=name)
@@ -533,19 +548,7 @@ def test_statements_outliers(empty_db: ConnInfo, pg_server: Any) -> None:
 
 def test_json_document_keys(db: ConnInfo) -> None:
     document = snapshot(db).to_json()
-    assert list(document) == [
-        "taken_at",
-        "server",
-        "connections",
-        "long_running",
-        "idle_in_transaction",
-        "locks",
-        "cache",
-        "dead_tuples",
-        "index_usage",
-        "replication",
-        "statements",
-    ]
+    assert list(document) == SNAPSHOT_KEYS
     assert document["server"]["database"] == db.dbname
     assert document["server"]["schema"] == "public"
     assert document["locks"] == {"waiting": 0, "roots": [], "cycles": []}

@@ -24,6 +24,7 @@ from psycopg import errors
 from psycopg.rows import class_row
 
 from pgrunbook.catalog import Index, Table, load_catalog
+from pgrunbook.indexshape import valid_twin
 from pgrunbook.indexsql import create_concurrently, current_builds, drop_concurrently
 from pgrunbook.locking import LockBudgetExceeded, LockPolicy, with_lock_retries
 
@@ -127,28 +128,16 @@ class _State:
     valid: bool
 
 
-def _same_shape(a: Index, b: Index) -> bool:
-    """Same table, method, uniqueness, columns or expressions, operator classes, predicate."""
-    return (
-        a.table_oid == b.table_oid
-        and a.method == b.method
-        and a.is_unique == b.is_unique
-        and a.key_count == b.key_count
-        and a.attnums == b.attnums
-        and a.opclasses == b.opclasses
-        and a.collations == b.collations
-        and a.options == b.options
-        and a.column_defs == b.column_defs
-        and a.predicate == b.predicate
-    )
-
-
 def _invalid(table: Table, index: Index) -> InvalidIndex:
-    twin = next(
-        (i.name for i in table.indexes if i.valid and i.oid != index.oid and _same_shape(i, index)),
-        None,
+    twin = valid_twin(index, table)
+    return InvalidIndex(
+        index.oid,
+        index.schema,
+        index.name,
+        table.name,
+        index.definition,
+        twin.name if twin else None,
     )
-    return InvalidIndex(index.oid, index.schema, index.name, table.name, index.definition, twin)
 
 
 def plan_repairs(conn: psycopg.Connection[Any], schema: str) -> list[Repair]:

@@ -20,6 +20,7 @@ from pgrunbook.catalog import Index, Table
 from pgrunbook.discover.check import Check, CheckResult
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
+from pgrunbook.indexshape import key_shape, signature
 from pgrunbook.indexsql import drop_sql, recreate_sql
 
 Kind = Literal["duplicate", "prefix"]
@@ -28,31 +29,6 @@ Kind = Literal["duplicate", "prefix"]
 @dataclass(frozen=True)
 class Thresholds:
     pass
-
-
-def _keys(index: Index, n: int) -> tuple[Hashable, ...]:
-    """What makes the first ``n`` key columns of an index the same as another's."""
-    return tuple(
-        zip(
-            index.key_defs[:n],
-            index.opclasses[:n],
-            index.collations[:n],
-            index.options[:n],
-            strict=True,
-        )
-    )
-
-
-def signature(index: Index) -> tuple[Hashable, ...]:
-    """Equal for indexes that serve the same scans (uniqueness aside: the keeper keeps it)."""
-    return (
-        index.method,
-        _keys(index, index.key_count),
-        tuple(sorted(index.include_defs)),
-        index.predicate,
-        # a UNIQUE NULLS NOT DISTINCT index enforces more than a plain unique one
-        index.is_unique and " NULLS NOT DISTINCT" in index.definition,
-    )
 
 
 def conventional_name(index: Index) -> bool:
@@ -91,7 +67,7 @@ def _prefix_of(short: Index, long: Index) -> bool:
         and not short.is_unique
         and not short.backs_constraint
         and short.predicate == long.predicate
-        and _keys(short, n) == _keys(long, n)
+        and key_shape(short, n) == key_shape(long, n)
         and set(short.include_defs) <= set(long.column_defs)  # index-only scans still work
     )
 

@@ -14,29 +14,15 @@ from typing import Any
 
 from pgrunbook.catalog import Index, Table
 from pgrunbook.discover.check import Check, CheckResult
-from pgrunbook.discover.checks.duplicate_indexes import signature
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
+from pgrunbook.indexshape import valid_twin
 from pgrunbook.indexsql import Build, current_builds, drop_sql, recreate_sql
 
 
 @dataclass(frozen=True)
 class Thresholds:
     pass
-
-
-def valid_twin(index: Index, table: Table) -> Index | None:
-    """A valid index identical to this one: what a failed REINDEX CONCURRENTLY leaves
-    (``<name>_ccnew``) next to the original. Recreating would only make a duplicate."""
-    wanted = signature(index)
-    return next(
-        (
-            i
-            for i in table.indexes
-            if i.valid and i.is_unique == index.is_unique and signature(i) == wanted
-        ),
-        None,
-    )
 
 
 def _details(index: Index, state: str) -> dict[str, Any]:
