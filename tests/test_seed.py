@@ -119,6 +119,14 @@ def test_refuses_a_database_with_tables(db: ConnInfo) -> None:
     assert scalar(db, 'SELECT count(*) FROM "Message"') == before
 
 
+def test_an_extensions_views_do_not_make_a_schema_non_empty(empty_db: ConnInfo) -> None:
+    execute(empty_db, "CREATE EXTENSION pg_stat_statements; CREATE VIEW mine AS SELECT 1 AS x")
+    with pytest.raises(TargetNotEmptyError, match=r"already holds 1 table\(s\) \(mine\)"):
+        seed(empty_db, scale="tiny")
+    execute(empty_db, "DROP VIEW mine")
+    assert seed(empty_db, scale="tiny").rows["Message"] == 10_000
+
+
 def test_force_reseeds_only_reference_tables(db: ConnInfo) -> None:
     execute(db, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1)")
     report = seed(db, scale="tiny", seed=5, force=True)

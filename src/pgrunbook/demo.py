@@ -21,6 +21,7 @@ from pgrunbook.seed import SeedReport, seed, verify_counts
 from pgrunbook.seed.load import Progress
 
 DEMO_DATABASE: Final = "ali_demo"
+DEMO_EXTENSIONS: Final = ("pg_stat_statements", "pgstattuple")
 
 _TABLE_SIZES: Final = sql.SQL(
     "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), "
@@ -93,6 +94,13 @@ def run_demo(
         row = conn.execute("SHOW server_version").fetchone()
         version = str(row[0]) if row else "?"
     info = server.dsn(DEMO_DATABASE)
+    with connect(info, autocommit=True) as conn:
+        # what a DBA would install: query statistics (preloaded by the embedded server) and
+        # pgstattuple, which turns discovery's bloat estimates into measurements
+        for extension in DEMO_EXTENSIONS:
+            conn.execute(
+                sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
+            )
     log(f"PostgreSQL {version} running at {info.display()}")
     report = seed(info, scale=scale, naming=naming, progress=progress)
     result = DemoResult(dsn=info, server_version=version, seed=report)
