@@ -113,3 +113,19 @@ def leave_failed_reindex_copy(info: ConnInfo) -> None:
         except psycopg.errors.RaiseException:
             return
     raise AssertionError("REINDEX CONCURRENTLY was expected to fail")
+
+
+def leave_failed_unique_build(info: ConnInfo) -> None:
+    """Make ``account_email_key``: the INVALID index a failed CREATE UNIQUE INDEX
+    CONCURRENTLY leaves (``account`` holds the email ``a@x.io`` twice, ids 1 and 2)."""
+    execute(
+        info,
+        "CREATE TABLE account (id int PRIMARY KEY, email text);"
+        "INSERT INTO account VALUES (1, 'a@x.io'), (2, 'a@x.io'), (3, 'b@x.io');",
+    )
+    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        try:
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY account_email_key ON account (email)")
+        except psycopg.errors.UniqueViolation:
+            return
+    raise AssertionError("the unique build was expected to fail")

@@ -6,28 +6,24 @@ import threading
 import time
 
 import psycopg
-import pytest
-from psycopg import errors
 
 from pgrunbook.discover import discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.findings import Severity
-from tests.support import ROLE_PASSWORD, execute, leave_failed_reindex_copy, rows, scalar
+from tests.support import (
+    ROLE_PASSWORD,
+    execute,
+    leave_failed_reindex_copy,
+    leave_failed_unique_build,
+    rows,
+    scalar,
+)
 
 ONLY = ("invalid_indexes",)
 
 
 def test_failed_unique_build_is_a_leftover_to_drop_and_recreate(empty_db: ConnInfo) -> None:
-    execute(
-        empty_db,
-        "CREATE TABLE account (id int PRIMARY KEY, email text);"
-        "INSERT INTO account VALUES (1, 'a@x.io'), (2, 'a@x.io'), (3, 'b@x.io');",
-    )
-    with (
-        psycopg.connect(empty_db.conninfo(), autocommit=True) as conn,
-        pytest.raises(errors.UniqueViolation),
-    ):
-        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY account_email_key ON account (email)")
+    leave_failed_unique_build(empty_db)
 
     [finding] = discover(empty_db, only=ONLY).by_check("invalid_indexes")
 

@@ -21,7 +21,14 @@ from pgrunbook.doctor.pressure import Thresholds, idle_findings
 from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.findings import Severity
 from pgrunbook.locking import LockPolicy
-from tests.support import PgServer, execute, leave_failed_reindex_copy, rows, scalar
+from tests.support import (
+    PgServer,
+    execute,
+    leave_failed_reindex_copy,
+    leave_failed_unique_build,
+    rows,
+    scalar,
+)
 
 DEFINITION = "CREATE UNIQUE INDEX account_email_key ON public.account USING btree (email)"
 INVALID_SQL = "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid"
@@ -49,16 +56,7 @@ def index_oid(info: ConnInfo, name: str) -> object:
 @pytest.fixture
 def invalid_unique(empty_db: ConnInfo) -> ConnInfo:
     """A table with a duplicated email and the invalid index a failed unique build left."""
-    execute(
-        empty_db,
-        "CREATE TABLE account (id int PRIMARY KEY, email text);"
-        "INSERT INTO account VALUES (1, 'a@x.io'), (2, 'a@x.io'), (3, 'b@x.io');",
-    )
-    with (
-        psycopg.connect(empty_db.conninfo(), autocommit=True) as conn,
-        pytest.raises(errors.UniqueViolation),
-    ):
-        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY account_email_key ON account (email)")
+    leave_failed_unique_build(empty_db)
     assert rows(empty_db, INVALID_SQL) == [("account_email_key",)]
     return empty_db
 
