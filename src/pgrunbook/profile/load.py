@@ -12,6 +12,8 @@ from pgrunbook.errors import ConfigError
 from pgrunbook.profile.model import (
     CADENCES,
     ConstraintSpec,
+    IndexColumn,
+    IndexSpec,
     Predicate,
     Profile,
     RetentionPolicy,
@@ -19,6 +21,7 @@ from pgrunbook.profile.model import (
 
 BUILTIN = "ali.toml"
 CONSTRAINT_KEYS: Final = frozenset({"name", "table", "check", "values"})
+INDEX_KEYS: Final = frozenset({"name", "table", "columns", "where", "values", "serves"})
 RETENTION_KEYS: Final = frozenset(
     {"name", "table", "column", "older_than_days", "where", "values", "cadence"}
 )
@@ -129,7 +132,8 @@ def parse_profile(text: str, source: str) -> Profile:
                 cadence=cadence,
             )
         )
-    names = [c.name for c in constraints] + [r.name for r in retention]
+    indexes = [_index(read, i, entry) for i, entry in enumerate(read.entries(data, "indexes"))]
+    names = [c.name for c in constraints] + [r.name for r in retention] + [x.name for x in indexes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise read.fail(f"the name {duplicates[0]!r} is used twice")
@@ -138,5 +142,28 @@ def parse_profile(text: str, source: str) -> Profile:
         description=str(data.get("description", "")),
         constraints=tuple(constraints),
         retention=tuple(retention),
+        indexes=tuple(indexes),
         source=source,
     )
+
+
+def _index(read: _Reader, i: int, entry: dict[str, Any]) -> IndexSpec:
+    name = read.text(entry, "name", f"[[indexes]] #{i + 1}")
+    read.known_keys(entry, INDEX_KEYS, name)
+    if len(name.encode()) > 63:
+        raise read.fail(f"{name}: index names are at most 63 bytes")
+    raw = entry.get("columns")
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+        raise read.fail(f'{name} needs columns = ["column", "other DESC", ...]')
+    try:
+        columns = tuple(IndexColumn.parse(c) for c in raw)
+    except ValueError as exc:
+        raise read.fail(f"{name}: {exc}") from None
+    where = entry.get("where", [])
+    if isinstance(where, str):
+        where = [where]
+    if not isinstance(where, list) or not all(isinstance(w, str) for w in where):
+        raise read.fail(f'{name}: where must be "predicate" or a list of alternatives')
+    predicates = tuple(read.predicate({**entry, "where": w}, "where", name) for w in where)
+    serves = entry.get("serves", "")
+    return IndexSpec(name, read.text(entry, "table", name), columns, predicates, str(serves))

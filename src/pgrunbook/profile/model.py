@@ -90,11 +90,69 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class IndexColumn:
+    name: str  # logical column name
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> IndexColumn:
+        """``"createdAt DESC"`` -> IndexColumn("createdAt", True)."""
+        parts = text.split()
+        if (
+            not parts
+            or len(parts) > 2
+            or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC"))
+        ):
+            raise ValueError(f"not a column with an optional ASC/DESC: {text!r}")
+        return cls(parts[0], len(parts) == 2 and parts[1].upper() == "DESC")
+
+
+@dataclass(frozen=True)
+class RenderedIndex:
+    columns: sql.Composed  # ("roomId", "createdAt" DESC)
+    predicate: sql.Composed | None
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One of the runbook's indexes (script 02), and the queries it serves."""
+
+    name: str
+    table: str
+    columns: tuple[IndexColumn, ...]
+    # Alternative partial-index predicates, first one whose columns exist wins
+    # (e.g. {isDeleted} = false, or {deletedAt} IS NULL); empty: a full index.
+    where: tuple[Predicate, ...] = ()
+    serves: str = ""
+
+    def render(self, table: Table) -> RenderedIndex | str:
+        """Columns and predicate in ``table``'s real names, or why it cannot be built."""
+        parts = []
+        for col in self.columns:
+            found = find_column(table, col.name)
+            if found is None:
+                return f"column {col.name!r} not found in {table.qualified}"
+            ident = sql.Identifier(found.name)
+            parts.append(sql.SQL("{} DESC").format(ident) if col.descending else ident)
+        columns = sql.SQL("({})").format(sql.SQL(", ").join(parts))
+        if not self.where:
+            return RenderedIndex(columns, None)
+        reasons = []
+        for predicate in self.where:
+            rendered = predicate.render(table)
+            if not isinstance(rendered, str):
+                return RenderedIndex(columns, rendered)
+            reasons.append(rendered)
+        return "no predicate fits: " + "; ".join(reasons)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str = ""
     constraints: tuple[ConstraintSpec, ...] = ()
     retention: tuple[RetentionPolicy, ...] = ()
+    indexes: tuple[IndexSpec, ...] = ()
     source: str = "built-in"
 
     def constraint(self, name: str) -> ConstraintSpec:
