@@ -311,7 +311,7 @@ def test_clean_database_exits_0(capsys: pytest.CaptureFixture[str], empty_db: Co
     assert code == 0
     assert [f for f in document["findings"] if f["severity"] != "info"] == []
     assert document["fixed"] == []
-    assert sorted(c["id"] for c in document["checks"]) == sorted(CHECKS)
+    assert sorted(c["id"] for c in document["checks"]) == sorted([*CHECKS, "idle_sessions"])
     assert all(c["status"] == "ran" for c in document["checks"])
 
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pgrunbook.config import Config, apply_overrides
-from pgrunbook.connect import connect
+from pgrunbook.config import Config
 from pgrunbook.discover import Check, DiscoveryReport, discover
+from pgrunbook.discover.registry import select
 from pgrunbook.doctor import pressure
 from pgrunbook.doctor.indexes import Repair
 from pgrunbook.dsn import ConnInfo
@@ -82,19 +82,16 @@ def diagnose(
     on_check: Callable[[Check[Any]], None] = lambda check: None,
 ) -> DoctorReport:
     """Run section 7's diagnoses read-only; the findings come worst first."""
-    config = config or Config()
     report = discover(
-        info, schema=schema, config=config, only=CHECKS, profile=profile, on_check=on_check
+        info,
+        schema=schema,
+        config=config,
+        profile=profile,
+        checks=[*select(CHECKS), pressure.CHECK],
+        on_check=on_check,
     )
-    limits = apply_overrides(
-        pressure.Thresholds(),
-        config.check_section(pressure.CHECK_ID),
-        f"{config.path} [checks.{pressure.CHECK_ID}]",
-    )
-    with connect(info, autocommit=True) as conn:
-        idle = pressure.idle_findings(conn, limits)
     findings = [f for f in report.findings if _relevant(f)]
-    return DoctorReport(report, _worst_first([*findings, *idle]))
+    return DoctorReport(report, _worst_first(findings))
 
 
 def _worst_first(findings: Iterable[Finding]) -> list[Finding]:

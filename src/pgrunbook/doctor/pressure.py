@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from pgrunbook.discover import Check, CheckResult, Context
 from pgrunbook.findings import Finding, Severity
 from pgrunbook.report import units
 
@@ -147,3 +148,16 @@ def idle_findings(conn: psycopg.Connection[Any], limits: Thresholds) -> list[Fin
             )
         )
     return findings
+
+
+def run(ctx: Context, limits: Thresholds) -> CheckResult:
+    return CheckResult(idle_findings(ctx.conn, limits))
+
+
+# Not in discovery's registry: doctor runs it alongside the discovery checks it uses.
+CHECK = Check(
+    id=CHECK_ID,
+    title="Sessions idle (in a transaction) for too long",
+    run=run,
+    thresholds=Thresholds(),
+)
