@@ -31,6 +31,13 @@ def dsn_option(func: F) -> F:
     )(func)
 
 
+def schema_option(
+    help: str = "Schema to inspect. Default: the URL's, or public.",
+) -> Callable[[F], F]:
+    """``--schema NAME``; commands that read only some sections say which in ``help``."""
+    return click.option("--schema", default=None, metavar="NAME", help=help)
+
+
 def json_option(func: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON document to stdout."

@@ -19,6 +19,7 @@ from pgrunbook.cli.common import (
     json_option,
     out_console,
     profile_option,
+    schema_option,
     target_from,
 )
 from pgrunbook.config import load_config
@@ -26,14 +27,14 @@ from pgrunbook.discover import BY_ID, DiscoveryReport, discover
 from pgrunbook.findings import Severity
 from pgrunbook.profile import load_profile
 from pgrunbook.report import units
-from pgrunbook.report.findings_table import findings_table, summary_line
+from pgrunbook.report.findings_table import findings_table, not_run_lines, summary_line
 
 TABLES_SHOWN = 12
 
 
 @click.command(short_help="Find what is wrong (read-only): script 01.")
 @dsn_option
-@click.option("--schema", default=None, help="Schema to inspect. Default: the URL's, or public.")
+@schema_option()
 @config_option
 @click.option(
     "--check",
@@ -119,9 +120,7 @@ def render(report: DiscoveryReport, *, verbose: bool = False) -> RenderableType:
         parts.append(findings_table(report.findings, verbose=verbose))
     else:
         parts.append(Text("No findings.", style="green"))
-    for status in report.checks:
-        if status.status != "ran":
-            parts.append(Text(f"{status.status}: {status.id}: {status.reason}", style="dim"))
+    parts += not_run_lines(report.checks)
     parts.append(
         Text(
             f"{summary_line(report.findings)} ({len(report.checks)} checks, {report.seconds:.1f} s)"

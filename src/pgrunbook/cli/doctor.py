@@ -21,6 +21,7 @@ from pgrunbook.cli.common import (
     json_option,
     out_console,
     profile_option,
+    schema_option,
     target_from,
     yes_option,
 )
@@ -32,7 +33,7 @@ from pgrunbook.doctor.indexes import apply_repairs, plan_repairs
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.report import units
-from pgrunbook.report.findings_table import findings_table, summary_line
+from pgrunbook.report.findings_table import findings_table, not_run_lines, summary_line
 from pgrunbook.serverinfo import ConnectionReport, ExtensionInfo, ServerInfo, check_connection
 
 # The runbook's example: sessions idle for ten minutes.
@@ -41,7 +42,7 @@ LIST_IDLE_MINUTES = 10.0
 
 @click.group(invoke_without_command=True)
 @dsn_option
-@click.option("--schema", default=None, help="Schema to inspect. Default: the URL's, or public.")
+@schema_option()
 @config_option
 @profile_option
 @click.option(
@@ -135,9 +136,7 @@ def render_diagnosis(report: DoctorReport, *, verbose: bool = False) -> Renderab
         parts.append(findings_table(report.findings, verbose=verbose))
     else:
         parts.append(Text("No problems found.", style="green"))
-    for check in discovery.checks:
-        if check.status != "ran":
-            parts.append(Text(f"{check.status}: {check.id}: {check.reason}", style="dim"))
+    parts += not_run_lines(discovery.checks)
     return Group(*parts)
 
 

@@ -14,7 +14,14 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from pgrunbook.cli.common import dsn_option, emit_json, json_option, out_console, target_from
+from pgrunbook.cli.common import (
+    dsn_option,
+    emit_json,
+    json_option,
+    out_console,
+    schema_option,
+    target_from,
+)
 from pgrunbook.errors import ConfigError
 from pgrunbook.monitor import LockNode, Monitor, Snapshot, Thresholds, open_monitor
 from pgrunbook.report import units
@@ -24,11 +31,7 @@ QUERY_WIDTH = 60  # characters of query text in a lock tree node
 
 @click.command(short_help="Live snapshot: connections, locks, long queries (script 09).")
 @dsn_option
-@click.option(
-    "--schema",
-    default=None,
-    help="Schema of the cache, dead tuple and index sections. Default: the URL's, or public.",
-)
+@schema_option("Schema of the cache, dead tuple and index sections. Default: the URL's, or public.")
 @click.option(
     "--long-query",
     "long_query",

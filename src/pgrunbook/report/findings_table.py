@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from pgrunbook.discover.run import CheckStatus
 from pgrunbook.findings import Finding, Severity
 
 STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -51,3 +52,10 @@ def summary_line(findings: Sequence[Finding]) -> str:
     return ", ".join(
         f"{counts[s]} {s.value}" for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
     )
+
+
+def not_run_lines(checks: Iterable[CheckStatus]) -> list[Text]:
+    """One dim line per check that was skipped or failed, with the reason."""
+    return [
+        Text(f"{c.status}: {c.id}: {c.reason}", style="dim") for c in checks if c.status != "ran"
+    ]
