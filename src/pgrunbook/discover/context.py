@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -66,7 +66,6 @@ class Context:
     stats: StatsWindow
     profile: Profile
     plan_limit_bytes: int | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version_num(self) -> int:

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from pgrunbook.catalog import Catalog, Table
-from pgrunbook.resolve import find_column, find_table
+from pgrunbook.catalog import Table
+from pgrunbook.resolve import find_column
 
 CADENCES: Final = ("daily", "weekly", "monthly", "quarterly")
 
@@ -160,8 +160,3 @@ class Profile:
             if spec.name == name:
                 return spec
         raise KeyError(name)
-
-
-def locate(catalog: Catalog, logical: str) -> Table | None:
-    """The profile's table ``logical`` in this database (any naming), or None."""
-    return find_table(catalog, logical)

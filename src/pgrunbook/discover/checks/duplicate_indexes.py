@@ -13,22 +13,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pgrunbook.catalog import Index, Table
-from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.check import Check, CheckResult, NoThresholds
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
 from pgrunbook.indexshape import key_shape, signature
 from pgrunbook.indexsql import drop_sql, recreate_sql
 
 Kind = Literal["duplicate", "prefix"]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    pass
 
 
 def conventional_name(index: Index) -> bool:
@@ -138,7 +132,7 @@ def table_findings(table: Table) -> list[Finding]:
     return out
 
 
-def run(ctx: Context, limits: Thresholds) -> CheckResult:
+def run(ctx: Context, limits: NoThresholds) -> CheckResult:
     findings: list[Finding] = []
     for table in ctx.catalog:
         findings.extend(table_findings(table))
@@ -149,5 +143,5 @@ CHECK = Check(
     id="duplicate_indexes",
     title="Duplicate and redundant indexes",
     run=run,
-    thresholds=Thresholds(),
+    thresholds=NoThresholds(),
 )

@@ -9,20 +9,14 @@ told apart by ``pg_stat_progress_create_index`` and the locks its session holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pgrunbook.catalog import Index, Table
-from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.check import Check, CheckResult, NoThresholds
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
 from pgrunbook.indexshape import valid_twin
 from pgrunbook.indexsql import Build, current_builds, drop_sql, recreate_sql
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    pass
 
 
 def _details(index: Index, state: str) -> dict[str, Any]:
@@ -97,7 +91,7 @@ def _leftover(index: Index, table: Table) -> Finding:
     )
 
 
-def run(ctx: Context, limits: Thresholds) -> CheckResult:
+def run(ctx: Context, limits: NoThresholds) -> CheckResult:
     invalid = [(t, i) for t in ctx.catalog for i in t.indexes if not i.valid]
     if not invalid:
         return CheckResult()
@@ -118,5 +112,5 @@ CHECK = Check(
     id="invalid_indexes",
     title="Invalid indexes left by a failed concurrent build",
     run=run,
-    thresholds=Thresholds(),
+    thresholds=NoThresholds(),
 )

@@ -13,11 +13,10 @@ naming. Works on the catalog snapshot alone (no query of its own).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 from pgrunbook.catalog import Column, Table, Trigger
-from pgrunbook.discover.check import Check, CheckResult
+from pgrunbook.discover.check import Check, CheckResult, NoThresholds
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
 
@@ -27,11 +26,6 @@ RUNBOOK_FUNCTIONS: Final[dict[str, str]] = {
     "updated_at": "update_updated_at_snake",
 }
 FIX: Final = "pgrunbook apply triggers"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    pass
 
 
 def maintains(trigger: Trigger, column: str) -> bool:
@@ -65,7 +59,7 @@ def _finding(table: Table, column: Column, disabled: list[Trigger]) -> Finding:
     )
 
 
-def run(ctx: Context, limits: Thresholds) -> CheckResult:
+def run(ctx: Context, limits: NoThresholds) -> CheckResult:
     findings = []
     checked = maintained = 0
     for table in ctx.catalog:
@@ -88,5 +82,5 @@ CHECK = Check(
     id="updated_at_triggers",
     title="updatedAt columns no trigger maintains",
     run=run,
-    thresholds=Thresholds(),
+    thresholds=NoThresholds(),
 )
