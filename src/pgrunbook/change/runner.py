@@ -23,7 +23,7 @@ from psycopg.rows import class_row
 from pgrunbook.change.journal import Action, Journal
 from pgrunbook.change.operation import Operation
 from pgrunbook.errors import PgRunbookError
-from pgrunbook.locking import LockBudgetExceeded, timeouts
+from pgrunbook.locking import LockBudgetExceeded, LockPolicy, with_lock_retries
 
 HOLDERS_SQL: Final = """
 SELECT l.pid, l.mode, a.usename::text AS username, a.application_name, a.state,
@@ -118,17 +118,20 @@ def run_one(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Run ``sql`` (the operation's forward or inverse statement) the safe way."""
+    """Run ``sql`` (the operation's forward or inverse statement) the safe way.
+
+    ``locking.with_lock_retries`` owns the timeouts, the backoff and the budget; each of its
+    tries first waits here while a conflicting lock is held.
+    """
     started = time.monotonic()
     deadline = started + policy.budget_seconds
     lock_ms, statement_ms = _timeouts_for(op, policy, sql)
-    backoff = policy.first_backoff
-    while True:
-        t_iter = time.monotonic()
-        blocking = holders(conn, op)
-        if blocking:
+
+    def wait_for_holders() -> None:
+        while blocking := holders(conn, op):
+            t_iter = time.monotonic()
             result.blockers = [h.describe() for h in blocking]
-            if time.monotonic() + policy.poll_seconds > deadline:
+            if t_iter + policy.poll_seconds > deadline:
                 raise LockBudgetExceeded(
                     f"gave up on {op.object} after {policy.budget_seconds:g} s: "
                     f"{'; '.join(result.blockers)}",
@@ -137,30 +140,40 @@ def run_one(
             report("waiting", op, "; ".join(result.blockers))
             sleep(policy.poll_seconds)
             result.waited_seconds += time.monotonic() - t_iter
-            continue
+
+    def attempt() -> None:
+        wait_for_holders()
         result.tries += 1
         try:
-            with timeouts(conn, lock_timeout_ms=lock_ms, statement_timeout_ms=statement_ms):
-                if op.transactional:
-                    with conn.transaction():
-                        conn.execute(sql.encode())
-                else:
+            if op.transactional:
+                with conn.transaction():
                     conn.execute(sql.encode())
-            result.seconds = time.monotonic() - started
-            return
+            else:
+                conn.execute(sql.encode())
         except errors.LockNotAvailable:
             if op.cleanup_sql and not op.transactional:
                 conn.execute(op.cleanup_sql.encode())
-            if time.monotonic() + backoff > deadline:
-                raise LockBudgetExceeded(
-                    f"gave up on {op.object}: its lock was not free within "
-                    f"{policy.budget_seconds:g} s ({result.tries} tries of {lock_ms} ms)",
-                    "find the blocking sessions with 'pgrunbook monitor' and re-run",
-                ) from None
-            report("retrying", op, f"lock not free within {lock_ms} ms, try {result.tries}")
-            sleep(backoff)
-            result.waited_seconds += backoff
-            backoff = min(backoff * 2, policy.max_backoff)
+            raise
+
+    def on_retry(tries: int, delay: float) -> None:
+        report("retrying", op, f"lock not free within {lock_ms} ms, try {tries}")
+        result.waited_seconds += delay
+
+    with_lock_retries(
+        conn,
+        attempt,
+        LockPolicy(
+            lock_timeout_ms=lock_ms,
+            statement_timeout_ms=statement_ms,
+            budget_seconds=policy.budget_seconds,
+            first_delay=policy.first_backoff,
+            max_delay=policy.max_backoff,
+        ),
+        what=op.object,
+        on_retry=on_retry,
+        sleep=sleep,
+    )
+    result.seconds = time.monotonic() - started
 
 
 def apply_operations(
