@@ -14,7 +14,8 @@ from functools import cached_property
 from typing import Any, Final
 
 import psycopg
-from psycopg.rows import class_row
+
+from pgrunbook.rows import fetch
 
 TABLES_SQL: Final = """
 SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
@@ -307,22 +308,19 @@ def load_catalog(conn: psycopg.Connection[Any], schema: str) -> Catalog:
     """Read ``schema``'s tables and what hangs off them (five queries, whatever the size)."""
     params = {"schema": schema}
 
-    def fetch(query: str, row: type[Any]) -> list[Any]:
-        return conn.cursor(row_factory=class_row(row)).execute(query, params).fetchall()
-
-    tables: list[Table] = fetch(TABLES_SQL, Table)
+    tables = fetch(conn, Table, TABLES_SQL, params)
     by_oid = {t.oid: t for t in tables}
-    for col in fetch(COLUMNS_SQL, Column):
+    for col in fetch(conn, Column, COLUMNS_SQL, params):
         by_oid[col.table_oid].columns.append(col)
-    for index in fetch(INDEXES_SQL, Index):
+    for index in fetch(conn, Index, INDEXES_SQL, params):
         owner = by_oid.get(index.table_oid)
         if owner is not None:  # indexes of materialized views are not ours to judge
             index.schema, index.table = owner.schema, owner.name
             owner.indexes.append(index)
-    for con in fetch(CONSTRAINTS_SQL, Constraint):
+    for con in fetch(conn, Constraint, CONSTRAINTS_SQL, params):
         if con.table_oid in by_oid:
             by_oid[con.table_oid].constraints.append(con)
-    for trigger in fetch(TRIGGERS_SQL, Trigger):
+    for trigger in fetch(conn, Trigger, TRIGGERS_SQL, params):
         if trigger.table_oid in by_oid:
             by_oid[trigger.table_oid].triggers.append(trigger)
     return Catalog(schema, tables)

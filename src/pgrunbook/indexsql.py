@@ -12,9 +12,9 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
 from pgrunbook.catalog import Index
+from pgrunbook.rows import fetch
 
 BUILDS_IN_PROGRESS_SQL: Final = """
 SELECT p.index_relid::int8 AS index_oid
@@ -86,4 +86,4 @@ class Build:
 
 def current_builds(conn: psycopg.Connection[Any]) -> list[Build]:
     """The index builds in progress in this database (pg_stat_progress_create_index)."""
-    return conn.cursor(row_factory=class_row(Build)).execute(BUILDS_SQL).fetchall()
+    return fetch(conn, Build, BUILDS_SQL)

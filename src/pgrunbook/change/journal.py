@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import psycopg
-from psycopg.rows import class_row
 
 from pgrunbook import __version__
 from pgrunbook.change.operation import Operation
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.locking import timeouts
+from pgrunbook.rows import fetch
 
 SCHEMA: Final = "pgrunbook"
 # One advisory lock key for "pgrunbook is changing this database" (advisory locks are
@@ -191,5 +191,4 @@ class Journal:
         """The newest entry per (step, object); empty before pgrunbook changed anything."""
         if not self.exists():
             return []
-        cur = self.conn.cursor(row_factory=class_row(JournalEntry))
-        return cur.execute(LATEST_SQL).fetchall()
+        return fetch(self.conn, JournalEntry, LATEST_SQL)

@@ -18,12 +18,12 @@ from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import errors
-from psycopg.rows import class_row
 
 from pgrunbook.change.journal import Action, Journal
 from pgrunbook.change.operation import Operation
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.locking import LockBudgetExceeded, LockPolicy, with_lock_retries
+from pgrunbook.rows import fetch
 
 HOLDERS_SQL: Final = """
 SELECT l.pid, l.mode, a.usename::text AS username, a.application_name, a.state,
@@ -97,8 +97,7 @@ def holders(conn: psycopg.Connection[Any], op: Operation) -> list[Holder]:
         return []
     modes = [m.value for m in op.lock_mode.conflicts_with()]
     schema, name = op.table
-    cur = conn.cursor(row_factory=class_row(Holder))
-    return cur.execute(HOLDERS_SQL, {"modes": modes, "schema": schema, "name": name}).fetchall()
+    return fetch(conn, Holder, HOLDERS_SQL, {"modes": modes, "schema": schema, "name": name})
 
 
 def _timeouts_for(op: Operation, policy: ApplyPolicy, sql: str) -> tuple[int, int]:

@@ -10,11 +10,11 @@ from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
 from pgrunbook.catalog import Catalog
 from pgrunbook.locking import timeouts
 from pgrunbook.profile import Profile
+from pgrunbook.rows import fetch, fetch_one
 from pgrunbook.serverinfo import ServerInfo
 
 R = TypeVar("R")
@@ -79,8 +79,7 @@ class Context:
         return None
 
     def rows(self, row: type[R], query: Query, params: Mapping[str, Any] | None = None) -> list[R]:
-        cur = self.conn.cursor(row_factory=class_row(row))
-        return cur.execute(query, params).fetchall()
+        return fetch(self.conn, row, query, params)
 
     @contextmanager
     def bounded(self, statement_timeout_ms: int) -> Iterator[None]:
@@ -93,6 +92,4 @@ class Context:
 
 
 def stats_window(conn: psycopg.Connection[Any]) -> StatsWindow:
-    found = conn.cursor(row_factory=class_row(StatsWindow)).execute(STATS_WINDOW_SQL).fetchone()
-    assert found is not None
-    return found
+    return fetch_one(conn, StatsWindow, STATS_WINDOW_SQL)

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import fetch
+from pgrunbook.rows import fetch
 
 CACHE_SQL: Final = """
 SELECT 'database' AS scope, d.blks_hit::int8 AS hit, d.blks_read::int8 AS read

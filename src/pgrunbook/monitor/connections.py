@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import as_json, fetch, fetch_one
+from pgrunbook.rows import as_json, fetch, fetch_one
 
 # Without pg_read_all_stats, other roles' sessions show no backend_type and no state: a
 # session with a database and a role is then taken for a client (background processes have

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import fetch
+from pgrunbook.rows import fetch
 
 DEAD_TUPLES_SQL: Final = """
 SELECT s.schemaname || '.' || s.relname AS table,

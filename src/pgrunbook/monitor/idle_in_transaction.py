@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import fetch
+from pgrunbook.rows import fetch
 
 # Durations run to clock_timestamp(), read after the activity snapshot: never negative.
 IDLE_IN_TRANSACTION_SQL: Final = """

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import as_json, fetch
+from pgrunbook.rows import as_json, fetch
 
 TABLES_SQL: Final = """
 SELECT s.schemaname || '.' || s.relname AS table,

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import fetch
+from pgrunbook.rows import fetch
 
 # pg_stat_activity is read once per transaction (this statement), so both references see
 # the same sessions. Waiting sessions are found in pg_locks, which every role may read

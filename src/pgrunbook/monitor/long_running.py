@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import fetch
+from pgrunbook.rows import fetch
 
 # Durations run to clock_timestamp(), read after the activity snapshot, so never negative;
 # now() is the start of this statement, so a query that began after it is not counted.

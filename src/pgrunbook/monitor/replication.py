@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.monitor._rows import as_json, fetch, fetch_one
+from pgrunbook.rows import as_json, fetch, fetch_one
 
 ROLE_SQL: Final = "SELECT pg_is_in_recovery() AS in_recovery"
 

@@ -26,7 +26,6 @@ from pgrunbook.monitor import (
     replication,
     statements,
 )
-from pgrunbook.monitor._rows import as_json, fetch_one
 from pgrunbook.monitor.cache import CacheRatios
 from pgrunbook.monitor.connections import Connections
 from pgrunbook.monitor.dead_tuples import DeadTuples
@@ -36,6 +35,7 @@ from pgrunbook.monitor.locks import LockTree
 from pgrunbook.monitor.long_running import LongQuery
 from pgrunbook.monitor.replication import Replication
 from pgrunbook.monitor.statements import Statements
+from pgrunbook.rows import as_json, fetch_one
 from pgrunbook.serverinfo import ServerInfo, probe
 
 # No monitoring query may run away, nor queue for a lock (a queued lock request would make

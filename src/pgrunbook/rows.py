@@ -1,4 +1,4 @@
-"""Reading rows into the section's dataclasses, and their JSON form."""
+"""Reading query rows into dataclasses (psycopg's class_row), and their JSON form."""
 
 from __future__ import annotations
 
