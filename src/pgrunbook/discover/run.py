@@ -19,8 +19,7 @@ from pgrunbook.discover.context import Context, StatsWindow, stats_window
 from pgrunbook.discover.registry import select
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError, PgRunbookError
-from pgrunbook.findings import Finding, exit_code
-from pgrunbook.findings import Severity as Severity
+from pgrunbook.findings import Finding, Severity, exit_code
 from pgrunbook.locking import timeouts
 from pgrunbook.profile import Profile, load_profile
 from pgrunbook.serverinfo import ServerInfo, probe
