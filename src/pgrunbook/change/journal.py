@@ -9,13 +9,14 @@ lock: two pgrunbook runs never change the same database at once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from pgrunbook import __version__
 from pgrunbook.change.operation import Operation
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS pgrunbook.journal (
     forward_sql text NOT NULL,
     inverse_sql text,
     definition_hash text NOT NULL,
+    operation jsonb NOT NULL,
+    fingerprint text,
     outcome text NOT NULL CHECK (outcome IN ('started', 'done', 'failed')),
     error text,
     applied_by text NOT NULL DEFAULT current_user,
@@ -52,24 +55,24 @@ COMMENT ON SCHEMA pgrunbook IS
 
 START_SQL: Final = """
 INSERT INTO pgrunbook.journal
-       (run_id, step, object, action, forward_sql, inverse_sql, definition_hash, outcome,
-        tool_version)
+       (run_id, step, object, action, forward_sql, inverse_sql, definition_hash, operation,
+        outcome, tool_version)
 VALUES (%(run_id)s, %(step)s, %(object)s, %(action)s, %(forward_sql)s, %(inverse_sql)s,
-        %(hash)s, 'started', %(version)s)
+        %(hash)s, %(operation)s, 'started', %(version)s)
 RETURNING id
 """
 
 FINISH_SQL: Final = """
 UPDATE pgrunbook.journal SET outcome = %(outcome)s, error = %(error)s,
-       finished_at = clock_timestamp()
+       fingerprint = %(fingerprint)s, finished_at = clock_timestamp()
  WHERE id = %(id)s
 """
 
 # The latest entry per (step, object): what is in force now.
 LATEST_SQL: Final = """
 SELECT DISTINCT ON (step, object)
-       id, run_id, step, object, action, forward_sql, inverse_sql, definition_hash, outcome,
-       error, applied_by, started_at, finished_at, tool_version
+       id, run_id, step, object, action, forward_sql, inverse_sql, definition_hash, operation,
+       fingerprint, outcome, error, applied_by, started_at, finished_at, tool_version
   FROM pgrunbook.journal
  WHERE to_regclass('pgrunbook.journal') IS NOT NULL
  ORDER BY step, object, id DESC
@@ -101,6 +104,8 @@ class JournalEntry:
     forward_sql: str
     inverse_sql: str | None
     definition_hash: str
+    operation: dict[str, Any]
+    fingerprint: str | None
     outcome: str
     error: str | None
     applied_by: str
@@ -112,6 +117,15 @@ class JournalEntry:
     def in_force(self) -> bool:
         """The object is (or may be, if it was interrupted) there because of pgrunbook."""
         return self.action == "apply" and self.outcome in ("done", "started")
+
+    @property
+    def interrupted(self) -> bool:
+        """The run stopped while this operation was under way (killed, connection lost)."""
+        return self.outcome == "started"
+
+    def as_operation(self) -> Operation:
+        """The operation as applied (rebuilt from its record), for rollback."""
+        return Operation.from_record(self.operation)
 
 
 class RunBusyError(PgRunbookError):
@@ -160,14 +174,9 @@ class Journal:
         return bool(row and row[0])
 
     def start(self, op: Operation, action: Action) -> int:
-        forward, inverse = (
-            (op.sql, op.reverse_sql)
-            if action == "apply"
-            else (
-                op.reverse_sql or "",
-                op.sql,
-            )
-        )
+        """Journal ``op`` as started; for a rollback, ``op`` is the applied operation."""
+        forward, inverse = (op.sql, op.reverse_sql) if action == "apply" else (
+            op.reverse_sql or "", op.sql)  # fmt: skip
         row = self.conn.execute(
             START_SQL,
             {
@@ -178,17 +187,34 @@ class Journal:
                 "forward_sql": forward,
                 "inverse_sql": inverse,
                 "hash": op.definition_hash,
+                "operation": Jsonb(op.to_record()),
                 "version": __version__,
             },
         ).fetchone()
         assert row is not None
         return int(row[0])
 
-    def finish(self, entry_id: int, outcome: Outcome, error: str | None = None) -> None:
-        self.conn.execute(FINISH_SQL, {"id": entry_id, "outcome": outcome, "error": error})
+    def finish(
+        self,
+        entry_id: int,
+        outcome: Outcome,
+        error: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            FINISH_SQL,
+            {"id": entry_id, "outcome": outcome, "error": error, "fingerprint": fingerprint},
+        )
 
     def latest(self) -> list[JournalEntry]:
         """The newest entry per (step, object); empty before pgrunbook changed anything."""
         if not self.exists():
             return []
         return fetch(self.conn, JournalEntry, LATEST_SQL)
+
+    def in_force(self, steps: Collection[str] | None = None) -> list[JournalEntry]:
+        """What pgrunbook applied and has not rolled back, oldest first."""
+        entries = [e for e in self.latest() if e.in_force]
+        if steps is not None:
+            entries = [e for e in entries if e.step in steps]
+        return sorted(entries, key=lambda e: e.id)

@@ -82,6 +82,7 @@ class OperationResult:
     tries: int = 0
     waited_seconds: float = 0.0
     blockers: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why it did not run (the object appeared meanwhile)
 
 
 class OperationFailed(PgRunbookError):
@@ -100,9 +101,8 @@ def holders(conn: psycopg.Connection[Any], op: Operation) -> list[Holder]:
     return fetch(conn, Holder, HOLDERS_SQL, {"modes": modes, "schema": schema, "name": name})
 
 
-def _timeouts_for(op: Operation, policy: ApplyPolicy, sql: str) -> tuple[int, int]:
-    concurrent = not op.transactional and "CONCURRENTLY" in sql.upper()
-    statement = policy.concurrent_timeout_ms if concurrent else policy.statement_timeout_ms
+def _timeouts_for(op: Operation, policy: ApplyPolicy) -> tuple[int, int]:
+    statement = policy.concurrent_timeout_ms if op.concurrent else policy.statement_timeout_ms
     lock = policy.lock_timeout_ms if op.blocks_app else statement
     return lock, statement
 
@@ -110,21 +110,21 @@ def _timeouts_for(op: Operation, policy: ApplyPolicy, sql: str) -> tuple[int, in
 def run_one(
     conn: psycopg.Connection[Any],
     op: Operation,
-    sql: str,
     policy: ApplyPolicy,
     report: Report,
     result: OperationResult,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Run ``sql`` (the operation's forward or inverse statement) the safe way.
+    """Run ``op``'s statement the safe way.
 
     ``locking.with_lock_retries`` owns the timeouts, the backoff and the budget; each of its
     tries first waits here while a conflicting lock is held.
     """
     started = time.monotonic()
     deadline = started + policy.budget_seconds
-    lock_ms, statement_ms = _timeouts_for(op, policy, sql)
+    lock_ms, statement_ms = _timeouts_for(op, policy)
+    sql = op.executed_sql
 
     def wait_for_holders() -> None:
         while blocking := holders(conn, op):
@@ -187,35 +187,43 @@ def apply_operations(
 ) -> list[OperationResult]:
     """Run each operation (``action="rollback"``: its inverse) and journal it.
 
-    ``conn`` must be an autocommit session on the direct endpoint. Stops at the first
-    failure (journaled as ``failed``) with one line saying what and why.
+    ``operations`` are always the operations as applied; for a rollback each one's
+    ``reverse()`` runs. ``conn`` must be an autocommit session on the direct endpoint.
+    Stops at the first failure (journaled as ``failed``) with one line saying what and why.
     """
     if not conn.autocommit:
         raise ValueError("apply_operations needs an autocommit connection")
     policy = policy or ApplyPolicy()
     results = []
     for op in operations:
-        sql = op.sql if action == "apply" else op.reverse_sql
-        if sql is None:
+        if action == "rollback" and op.reverse_sql is None:
             continue
+        run = op if action == "apply" else op.reverse()
         result = OperationResult(op, action)
+        if run.creates and run.ref is not None and run.ref.exists(conn):
+            # created by someone else between plan and apply: not ours to own or undo
+            result.skipped = f"{run.ref.kind.value} {run.ref.name} already exists"
+            report("done", op, f"skipped: {result.skipped}")
+            results.append(result)
+            continue
         entry = journal.start(op, action)
-        report("running", op, sql)
+        report("running", run, run.sql)
         try:
-            run_one(conn, op, sql, policy, report, result, sleep=sleep)
+            run_one(conn, run, policy, report, result, sleep=sleep)
         except LockBudgetExceeded as exc:
             journal.finish(entry, "failed", exc.one_line())
             raise
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             journal.finish(entry, "failed", first)
-            if op.cleanup_sql and not op.transactional:
-                conn.execute(op.cleanup_sql.encode())
+            if run.cleanup_sql and not run.transactional:
+                conn.execute(run.cleanup_sql.encode())
             raise OperationFailed(
                 f"{action} of {op.object} failed: {first}",
                 "nothing else was changed after it; fix the cause and re-run",
             ) from None
-        journal.finish(entry, "done")
-        report("done", op, f"{result.seconds:.2f} s")
+        fingerprint = op.ref.fingerprint(conn) if action == "apply" and op.ref else None
+        journal.finish(entry, "done", fingerprint=fingerprint)
+        report("done", run, f"{result.seconds:.2f} s")
         results.append(result)
     return results

@@ -11,16 +11,23 @@ from typing import Any, Final
 from pgrunbook.errors import ConfigError
 from pgrunbook.profile.model import (
     CADENCES,
+    AuditSpec,
+    ConstraintFix,
     ConstraintSpec,
     IndexColumn,
     IndexSpec,
     Predicate,
     Profile,
     RetentionPolicy,
+    RolesSpec,
 )
 
 BUILTIN = "ali.toml"
-CONSTRAINT_KEYS: Final = frozenset({"name", "table", "check", "values"})
+CONSTRAINT_KEYS: Final = frozenset(
+    {"name", "table", "check", "values", "fix_set", "fix_delete", "fix_note"}
+)
+AUDIT_KEYS: Final = frozenset({"table", "row_change_tables"})
+ROLES_KEYS: Final = frozenset({"user", "readonly", "admin"})
 INDEX_KEYS: Final = frozenset({"name", "table", "columns", "where", "values", "serves"})
 RETENTION_KEYS: Final = frozenset(
     {"name", "table", "column", "older_than_days", "where", "values", "cadence"}
@@ -110,6 +117,7 @@ def parse_profile(text: str, source: str) -> Profile:
                 name=name,
                 table=read.text(entry, "table", name),
                 check=read.predicate(entry, "check", name),
+                fix=_fix(read, entry, name),
             )
         )
     retention = []
@@ -143,8 +151,53 @@ def parse_profile(text: str, source: str) -> Profile:
         constraints=tuple(constraints),
         retention=tuple(retention),
         indexes=tuple(indexes),
+        audit=_audit(read, data),
+        roles=_roles(read, data),
         source=source,
     )
+
+
+def _fix(read: _Reader, entry: dict[str, Any], name: str) -> ConstraintFix:
+    note = entry.get("fix_note", "")
+    if not isinstance(note, str):
+        raise read.fail(f'{name}: fix_note must be "text"')
+    delete = entry.get("fix_delete", False)
+    if not isinstance(delete, bool):
+        raise read.fail(f"{name}: fix_delete must be true or false")
+    if "fix_set" in entry:
+        if delete:
+            raise read.fail(f"{name}: give fix_set or fix_delete, not both")
+        return ConstraintFix(set=read.predicate(entry, "fix_set", name), note=note)
+    return ConstraintFix(delete=delete, note=note)
+
+
+def _section(read: _Reader, data: dict[str, Any], name: str, keys: frozenset[str]) -> dict[str, Any]:
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise read.fail(f"{name} must be written as a [{name}] table")
+    read.known_keys(section, keys, f"[{name}]")
+    return section
+
+
+def _audit(read: _Reader, data: dict[str, Any]) -> AuditSpec:
+    section = _section(read, data, "audit", AUDIT_KEYS)
+    tables = section.get("row_change_tables", [])
+    if not isinstance(tables, list) or not all(isinstance(t, str) and t for t in tables):
+        raise read.fail('[audit] row_change_tables must be a list of table names ["Wallet"]')
+    return AuditSpec(read.text(section, "table", "[audit]", AuditSpec.table), tuple(tables))
+
+
+def _roles(read: _Reader, data: dict[str, Any]) -> RolesSpec:
+    section = _section(read, data, "roles", ROLES_KEYS)
+    default = RolesSpec()
+    spec = RolesSpec(
+        read.text(section, "user", "[roles]", default.user),
+        read.text(section, "readonly", "[roles]", default.readonly),
+        read.text(section, "admin", "[roles]", default.admin),
+    )
+    if len(set(spec.names())) != 3:
+        raise read.fail("[roles] user, readonly and admin must be three different names")
+    return spec
 
 
 def _index(read: _Reader, i: int, entry: dict[str, Any]) -> IndexSpec:

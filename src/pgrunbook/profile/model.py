@@ -48,10 +48,29 @@ class Predicate:
 
 
 @dataclass(frozen=True)
+class ConstraintFix:
+    """How ``pgrunbook fix constraints`` repairs the rows that violate a constraint.
+
+    ``set`` is an assignment list over logical column names (``{balance} = 0``) applied to
+    the violating rows; ``delete`` removes them. Either way the old rows go to the audit log.
+    A constraint without a fix is left for the user to repair by hand.
+    """
+
+    set: Predicate | None = None
+    delete: bool = False
+    note: str = ""  # the documented strategy, in one sentence
+
+    @property
+    def strategy(self) -> str:
+        return "update" if self.set is not None else "delete" if self.delete else "manual"
+
+
+@dataclass(frozen=True)
 class ConstraintSpec:
     name: str
     table: str
     check: Predicate
+    fix: ConstraintFix = field(default_factory=ConstraintFix)
 
 
 @dataclass(frozen=True)
@@ -147,12 +166,35 @@ class IndexSpec:
 
 
 @dataclass(frozen=True)
+class AuditSpec:
+    """Script 04: the audit table (logical name; ``audit_logs`` in a snake_case database)
+    and the tables that get the optional row-change audit trigger."""
+
+    table: str = "AuditLog"
+    row_change_tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RolesSpec:
+    """Script 05: the three application roles."""
+
+    user: str = "app_user"  # reads and writes data, uses sequences, no DDL
+    readonly: str = "app_readonly"  # reads only
+    admin: str = "app_admin"  # everything on the schema
+
+    def names(self) -> tuple[str, str, str]:
+        return (self.user, self.readonly, self.admin)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str = ""
     constraints: tuple[ConstraintSpec, ...] = ()
     retention: tuple[RetentionPolicy, ...] = ()
     indexes: tuple[IndexSpec, ...] = ()
+    audit: AuditSpec = field(default_factory=AuditSpec)
+    roles: RolesSpec = field(default_factory=RolesSpec)
     source: str = "built-in"
 
     def constraint(self, name: str) -> ConstraintSpec:
