@@ -37,7 +37,7 @@ class Operation:
     creates: bool = False
     # what the inverse needs, when it differs from the forward statement
     reverse_transactional: bool | Same = "same"
-    reverse_lock_mode: LockMode | None | Same = "same"
+    reverse_lock_mode: LockMode | Same | None = "same"
     # executed instead of ``sql`` when set: it holds a secret (a password verifier) that
     # ``sql`` shows masked; never journaled, printed or exported
     run_sql: str | None = None

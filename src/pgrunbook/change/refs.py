@@ -54,7 +54,8 @@ SELECT pg_get_triggerdef(t.oid) || ' ' || t.tgenabled
 
 # every overload of the name, in a stable order
 FUNCTION_SQL: Final = """
-SELECT string_agg(pg_get_functiondef(p.oid), E'\n' ORDER BY pg_get_function_identity_arguments(p.oid))
+SELECT string_agg(pg_get_functiondef(p.oid), E'\n'
+                  ORDER BY pg_get_function_identity_arguments(p.oid))
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = %(schema)s AND p.proname = %(name)s

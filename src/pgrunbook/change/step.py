@@ -33,7 +33,8 @@ class StepOptions:
     """What the user chose on the command line (or the library caller passed)."""
 
     add_not_valid: bool = False  # constraints: add violated constraints NOT VALID anyway
-    audit_tables: tuple[str, ...] | None = None  # audit: row-change trigger tables (None: profile's)
+    # audit: the tables that get the row-change trigger (None: the profile's list)
+    audit_tables: tuple[str, ...] | None = None
     passwords_file: Path | None = None  # roles: where apply writes the generated passwords
     long_transaction_seconds: float = 60.0  # indexes: report transactions older than this
 

@@ -171,7 +171,9 @@ def _fix(read: _Reader, entry: dict[str, Any], name: str) -> ConstraintFix:
     return ConstraintFix(delete=delete, note=note)
 
 
-def _section(read: _Reader, data: dict[str, Any], name: str, keys: frozenset[str]) -> dict[str, Any]:
+def _section(
+    read: _Reader, data: dict[str, Any], name: str, keys: frozenset[str]
+) -> dict[str, Any]:
     section = data.get(name, {})
     if not isinstance(section, dict):
         raise read.fail(f"{name} must be written as a [{name}] table")

@@ -23,7 +23,5 @@ def select(ids: tuple[str, ...] | list[str] = ()) -> list[Step]:
     """The named steps in runbook order (all of them when none is named)."""
     unknown = [i for i in ids if i not in STEP_IDS]
     if unknown:
-        raise ConfigError(
-            f"unknown step {unknown[0]!r}", f"steps are: {', '.join(STEP_IDS)}"
-        )
+        raise ConfigError(f"unknown step {unknown[0]!r}", f"steps are: {', '.join(STEP_IDS)}")
     return [s for s in STEPS if not ids or s.id in ids]
