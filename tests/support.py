@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
 from pgrunbook.connect import RetryPolicy, connect
-from pgrunbook.dsn import ConnInfo
-from pgrunbook.embedded import LocalServer
+from pgrunbook.dsn import MASK, ConnInfo
+from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.seed import SeedReport
 
 TEST_SEED = 42
@@ -31,6 +32,12 @@ class PgServer:
     admin: ConnInfo  # a superuser on the maintenance database
     major: int
     local: LocalServer | None = None
+
+    def tool(self, name: str) -> str:
+        """A client program (pg_dump, psql) as new as the server: the server's own when we
+        started it, else the embedded one (the newest, which reads older servers)."""
+        binaries = self.local.binaries if self.local is not None else Binaries.embedded()
+        return binaries.tool(name)
 
     def dsn(self, dbname: str, **changes: str) -> ConnInfo:
         return self.admin.with_params(dbname=dbname, **changes)
@@ -60,6 +67,13 @@ class PgServer:
         self.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def url(info: ConnInfo) -> str:
+    """The DSN as a URL with its real password: what a user would pass to --dsn."""
+    if info.password is None:
+        return info.display()
+    return info.display().replace(MASK, quote(info.password, safe=""), 1)
 
 
 def scalar(info: ConnInfo, query: Query, params: tuple[object, ...] = ()) -> object:

@@ -70,6 +70,8 @@ class Violations:
             return f"could not count the {noun} within {self.timeout_ms / 1000:g} s"
         if self.sampled:
             return f"about {self.count:,} {noun} (estimated from a {self.sample_percent:g}% sample)"
+        if self.count == 1 and noun.endswith("s"):
+            noun = noun[:-1]  # "1 row"
         return f"{self.count:,} {noun}"
 
     def to_json(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ table takes no lock on an existing table; dropping it takes ACCESS EXCLUSIVE).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pgrunbook.change.lockmodes import LockMode
@@ -40,7 +40,7 @@ class Operation:
     reverse_lock_mode: LockMode | Same | None = "same"
     # executed instead of ``sql`` when set: it holds a secret (a password verifier) that
     # ``sql`` shows masked; never journaled, printed or exported
-    run_sql: str | None = None
+    run_sql: str | None = field(default=None, repr=False)
 
     @property
     def lock(self) -> str:

@@ -44,7 +44,7 @@ SELECT pg_get_constraintdef(con.oid) || CASE WHEN con.convalidated THEN '' ELSE 
 """
 
 TRIGGER_SQL: Final = """
-SELECT pg_get_triggerdef(t.oid) || ' ' || t.tgenabled
+SELECT pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -197,6 +197,9 @@ def apply_operations(
     results = []
     for op in operations:
         if action == "rollback" and op.reverse_sql is None:
+            # nothing to undo (a VALIDATE, the drop of an invalid index), but journal it so
+            # the entry is no longer in force
+            journal.finish(journal.start(op, action), "done")
             continue
         run = op if action == "apply" else op.reverse()
         result = OperationResult(op, action)
@@ -213,17 +216,48 @@ def apply_operations(
         except LockBudgetExceeded as exc:
             journal.finish(entry, "failed", exc.one_line())
             raise
+        except GONE as exc:
+            if action != "rollback":
+                raise _failed(journal, entry, conn, run, action, exc) from None
+            # undoing something whose target was dropped since (e.g. a REVOKE on a table
+            # another step's rollback removed): there is nothing left to undo
+            result.skipped = f"already gone: {_first_line(exc)}"
+            journal.finish(entry, "done", result.skipped)
+            report("done", run, result.skipped)
+            results.append(result)
+            continue
         except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            journal.finish(entry, "failed", first)
-            if run.cleanup_sql and not run.transactional:
-                conn.execute(run.cleanup_sql.encode())
-            raise OperationFailed(
-                f"{action} of {op.object} failed: {first}",
-                "nothing else was changed after it; fix the cause and re-run",
-            ) from None
+            raise _failed(journal, entry, conn, run, action, exc) from None
         fingerprint = op.ref.fingerprint(conn) if action == "apply" and op.ref else None
         journal.finish(entry, "done", fingerprint=fingerprint)
         report("done", run, f"{result.seconds:.2f} s")
         results.append(result)
     return results
+
+
+# what an inverse may find already gone
+GONE = (errors.UndefinedTable, errors.UndefinedObject, errors.UndefinedFunction)
+
+
+def _first_line(exc: psycopg.Error) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failed(
+    journal: Journal,
+    entry: int,
+    conn: psycopg.Connection[Any],
+    run: Operation,
+    action: Action,
+    exc: psycopg.Error,
+) -> OperationFailed:
+    """Journal the failure, clean up what a failed concurrent build left, say it in a line."""
+    first = _first_line(exc)
+    journal.finish(entry, "failed", first)
+    if run.cleanup_sql and not run.transactional:
+        conn.execute(run.cleanup_sql.encode())
+    return OperationFailed(
+        f"{action} of {run.object} failed: {first}",
+        "nothing else was changed after it; fix the cause and re-run",
+    )

@@ -17,15 +17,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import psycopg
+from psycopg import errors
 
 from pgrunbook.catalog import Catalog, Table, load_catalog
 from pgrunbook.change.operation import Operation
+from pgrunbook.dsn import ConnInfo
+from pgrunbook.errors import PgRunbookError
+from pgrunbook.locking import timeouts
 from pgrunbook.profile.model import Profile
 from pgrunbook.resolve import find_table
 from pgrunbook.serverinfo import ServerInfo
+
+CATALOG_LOCK_TIMEOUT_MS: Final = 5_000
+CATALOG_STATEMENT_TIMEOUT_MS: Final = 120_000
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,30 @@ class StepContext:
     server: ServerInfo
     profile: Profile
     options: StepOptions = field(default_factory=StepOptions)
+    # the endpoint ``conn`` came from, for work that needs a second session (progress of a
+    # concurrent build); None when the caller passed a bare connection
+    info: ConnInfo | None = None
     catalog: Catalog = field(init=False)
 
     def __post_init__(self) -> None:
         self.refresh()
 
     def refresh(self) -> None:
-        """Read the catalog again (after a step changed it)."""
-        self.catalog = load_catalog(self.conn, self.schema)
+        """Read the catalog again (after a step changed it).
+
+        Reading sizes waits behind an exclusive lock, so the read gives up after a few seconds
+        instead of hanging (and saying nothing) behind someone's ``VACUUM FULL``.
+        """
+        try:
+            with timeouts(self.conn, lock_timeout_ms=CATALOG_LOCK_TIMEOUT_MS,
+                          statement_timeout_ms=CATALOG_STATEMENT_TIMEOUT_MS):  # fmt: skip
+                self.catalog = load_catalog(self.conn, self.schema)
+        except errors.LockNotAvailable:
+            raise PgRunbookError(
+                f"a table in schema {self.schema!r} is locked exclusively, so its catalog "
+                "cannot be read",
+                "find the session with 'pgrunbook monitor' and try again when it ends",
+            ) from None
 
     def table(self, logical: str) -> Table | None:
         """The profile's table name (``Wallet``) in this database's naming, if it exists."""

@@ -24,13 +24,28 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from pgrunbook.cli import demo, discover, doctor, monitor, seed
+    from pgrunbook.cli import (
+        change,
+        demo,
+        discover,
+        doctor,
+        fix,
+        monitor,
+        profile_cmd,
+        seed,
+        sql_cmd,
+    )
 
     cli.add_command(seed.seed)
     cli.add_command(demo.demo)
     cli.add_command(discover.discover_cmd, name="discover")
     cli.add_command(doctor.doctor)
     cli.add_command(monitor.monitor)
+    for command in (change.plan, change.apply, change.verify, change.rollback, change.status):
+        cli.add_command(command)
+    cli.add_command(fix.fix)
+    cli.add_command(sql_cmd.sql)
+    cli.add_command(profile_cmd.profile)
 
 
 _register()

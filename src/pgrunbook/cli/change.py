@@ -1,0 +1,376 @@
+"""``pgrunbook plan/apply/verify/rollback/status``: the runbook's scripts 02-06.
+
+Each command parses its options and makes one call into ``pgrunbook.change.engine``; this
+module only renders the results (tables on stdout, progress on stderr, or ``--json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.markup import escape
+
+from pgrunbook.change import engine
+from pgrunbook.change.operation import Operation
+from pgrunbook.change.runner import ApplyPolicy, Event
+from pgrunbook.change.step import StepContext, StepOptions
+from pgrunbook.change.steps import STEP_IDS, select
+from pgrunbook.cli import change_render as render
+from pgrunbook.cli.build_progress import BuildBars
+from pgrunbook.cli.common import (
+    confirm,
+    dry_run_option,
+    dsn_option,
+    emit_json,
+    err_console,
+    json_option,
+    out_console,
+    profile_option,
+    schema_option,
+    target_from,
+    yes_option,
+)
+from pgrunbook.errors import ConfigError
+from pgrunbook.profile import load_profile
+from pgrunbook.target import Target
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def steps_argument(func: F) -> F:
+    return click.argument("step_ids", metavar="[STEP]...", nargs=-1, type=click.Choice(STEP_IDS))(
+        func
+    )
+
+
+def policy_options(func: F) -> F:
+    func = click.option(
+        "--lock-timeout",
+        "lock_timeout_ms",
+        type=click.IntRange(min=1, max=60_000),
+        default=ApplyPolicy.lock_timeout_ms,
+        show_default=True,
+        metavar="MS",
+        help="Longest the app may wait behind one of pgrunbook's locks.",
+    )(func)
+    return click.option(
+        "--budget",
+        "budget_seconds",
+        type=click.FloatRange(min=1),
+        default=ApplyPolicy.budget_seconds,
+        show_default=True,
+        metavar="SECONDS",
+        help="Per operation: how long to wait for blockers and retry before giving up.",
+    )(func)
+
+
+def common_options(func: F) -> F:
+    for option in (dsn_option, schema_option(), profile_option):
+        func = option(func)
+    return func
+
+
+@contextmanager
+def context(
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    options: StepOptions | None = None,
+    *,
+    purpose: str,
+) -> Iterator[tuple[StepContext, Target]]:
+    profile = load_profile(profile_path)
+    target = target_from(dsn)
+    with engine.open_context(
+        target.session(purpose), profile, schema=schema, options=options
+    ) as ctx:
+        yield ctx, target
+
+
+@click.command(short_help="Show what apply would change, and why.")
+@steps_argument
+@common_options
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL script instead of a table.")
+@json_option
+def plan(
+    step_ids: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    as_sql: bool,
+    as_json: bool,
+) -> None:
+    """Plan the runbook's changes for this database (read-only): what each step would
+    create or change, the lock it takes, whether it runs in a transaction, its inverse, and
+    what is already there, skipped or refused.
+
+    STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
+    """
+    steps = select(step_ids)
+    with context(dsn, schema, profile_path, purpose="planning changes") as (ctx, _):
+        plans = engine.plan_steps(ctx, steps)
+    if as_json:
+        emit_json({"steps": [p.to_json() for p in plans]})
+    elif as_sql:
+        out_console.print(render.plan_sql(plans), markup=False, highlight=False, soft_wrap=True)
+    else:
+        out_console.print(render.plans(plans))
+
+
+@click.command(short_help="Apply the runbook's changes online (scripts 02-06).")
+@steps_argument
+@common_options
+@dry_run_option
+@yes_option
+@policy_options
+@click.option(
+    "--add-not-valid",
+    is_flag=True,
+    help="constraints: add violated constraints NOT VALID anyway (new bad rows are refused "
+    "at once; app updates of existing bad rows then fail).",
+)
+@click.option(
+    "--audit-table",
+    "audit_tables",
+    multiple=True,
+    metavar="TABLE",
+    help="audit: put the row-change audit trigger on this table (repeatable; default: the "
+    "profile's list).",
+)
+@click.option(
+    "--passwords-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="roles: write the generated passwords and DATABASE_URL lines here (mode 0600).",
+)
+@click.option("--show-passwords", is_flag=True, help="roles: print the generated passwords.")
+@click.option(
+    "--long-transaction",
+    "long_transaction_seconds",
+    type=click.FloatRange(min=0),
+    default=StepOptions.long_transaction_seconds,
+    show_default=True,
+    metavar="SECONDS",
+    help="indexes: report transactions open longer than this (a build waits for them).",
+)
+@json_option
+def apply(
+    step_ids: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    dry_run: bool,
+    yes: bool,
+    lock_timeout_ms: int,
+    budget_seconds: float,
+    add_not_valid: bool,
+    audit_tables: tuple[str, ...],
+    passwords_file: Path | None,
+    show_passwords: bool,
+    long_transaction_seconds: float,
+    as_json: bool,
+) -> None:
+    """Apply the runbook's changes online, in runbook order, journaled and reversible.
+
+    Each statement that takes a lock first waits while another session holds a conflicting
+    one (it says who), then asks with a short lock timeout and retries with backoff, so the
+    app never waits behind pgrunbook for longer than --lock-timeout. Indexes are built
+    CONCURRENTLY. Exit code 1 when something was refused (e.g. constraints the data
+    violates: see 'pgrunbook fix constraints').
+
+    STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
+    """
+    steps = select(step_ids)
+    options = StepOptions(
+        add_not_valid=add_not_valid,
+        audit_tables=audit_tables or None,
+        passwords_file=passwords_file,
+        long_transaction_seconds=long_transaction_seconds,
+    )
+    policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
+    with context(dsn, schema, profile_path, options, purpose="applying changes") as (ctx, tgt):
+        preview = engine.plan_steps(ctx, steps)
+        creates_roles = any(p.secrets for p in preview)
+        if not dry_run:
+            if creates_roles and passwords_file is None and not show_passwords:
+                raise ConfigError(
+                    "the roles step creates login roles with generated passwords",
+                    "pass --passwords-file FILE (written with mode 0600) or --show-passwords "
+                    "so you can use them",
+                )
+            changes = sum(len(p.operations) for p in preview)
+            if changes and not confirm(
+                f"apply {changes} change(s) to {ctx.server.database.name}?", yes
+            ):
+                raise click.exceptions.Exit(1)
+        with BuildBars(ctx, enabled=not as_json) as bars:
+            report = engine.apply_steps(
+                ctx,
+                steps,
+                dry_run=dry_run,
+                policy=policy,
+                report=_reporter(bars, quiet=as_json),
+            )
+        secrets = {k: v for run in report.runs for k, v in run.plan.secrets.items()}
+        created = _created_roles(report)
+        kept = {role: pw for role, pw in secrets.items() if role in created}
+        if kept and passwords_file is not None:
+            from pgrunbook.change.steps.roles import write_env_file
+
+            write_env_file(passwords_file, tgt.app, kept, ctx.profile.roles)
+            err_console.print(
+                f"wrote the passwords of {', '.join(sorted(kept))} to {passwords_file} "
+                "(mode 0600); point the app's DATABASE_URL at app_user"
+            )
+    if as_json:
+        document = report.to_json()
+        if show_passwords and kept:
+            document["passwords"] = kept
+        emit_json(document)
+    else:
+        out_console.print(render.apply_report(report))
+        if show_passwords and kept:
+            out_console.print(render.passwords(kept))
+    if report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+def _created_roles(report: engine.ApplyReport) -> set[str]:
+    from pgrunbook.change.refs import RefKind
+
+    return {
+        r.operation.ref.name
+        for run in report.runs
+        for r in run.results
+        if r.skipped is None
+        and r.operation.ref is not None
+        and r.operation.ref.kind is RefKind.ROLE
+        and r.operation.creates
+    }
+
+
+def _reporter(bars: BuildBars, *, quiet: bool) -> Callable[[Event, Operation, str], None]:
+    def report(event: Event, op: Operation, text: str) -> None:
+        if event == "running" and op.concurrent:
+            bars.start(op)
+        if event == "done":
+            bars.stop()
+        if quiet:
+            return
+        if event == "waiting":
+            err_console.print(f"[yellow]waiting[/] {escape(op.object)}: {escape(text)}")
+        elif event == "retrying":
+            err_console.print(f"[yellow]retrying[/] {escape(op.object)}: {escape(text)}")
+        elif event == "done":
+            err_console.print(f"[green]done[/] {escape(op.object)} ({escape(text)})")
+
+    return report
+
+
+@click.command(short_help="Check the runbook's verification checklist (section 5).")
+@steps_argument
+@common_options
+@click.option(
+    "--passwords-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="roles: log in as each role with the passwords apply wrote here.",
+)
+@json_option
+def verify(
+    step_ids: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    passwords_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify the applied steps: indexes valid and used, triggers fire, constraints
+    validated, roles allowed and refused what they should be, the audit log writes.
+    Changes nothing (test writes are rolled back). Exit code 1 when a check fails.
+    """
+    steps = select(step_ids)
+    options = StepOptions(passwords_file=passwords_file)
+    with context(dsn, schema, profile_path, options, purpose="verifying") as (ctx, _):
+        checks = engine.verify_steps(ctx, steps)
+    passed = all(c.passed for c in checks)
+    if as_json:
+        emit_json({"checks": [c.to_json() for c in checks], "passed": passed})
+    else:
+        out_console.print(render.verifications(checks))
+    if not passed:
+        raise click.exceptions.Exit(1)
+
+
+@click.command(short_help="Undo what pgrunbook applied (section 6), newest first.")
+@steps_argument
+@common_options
+@dry_run_option
+@yes_option
+@policy_options
+@json_option
+def rollback(
+    step_ids: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    dry_run: bool,
+    yes: bool,
+    lock_timeout_ms: int,
+    budget_seconds: float,
+    as_json: bool,
+) -> None:
+    """Roll back the steps, in reverse order, with the inverse SQL recorded in the journal
+    when each change was applied. Only what pgrunbook created is removed, never an object
+    that existed before it. Indexes are dropped CONCURRENTLY.
+
+    STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
+    """
+    steps = select(step_ids)
+    policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
+    with context(dsn, schema, profile_path, purpose="rolling back") as (ctx, _):
+        pending = engine.rollback_plan(ctx, steps)
+        if (
+            pending
+            and not dry_run
+            and not confirm(f"undo {len(pending)} change(s) in {ctx.server.database.name}?", yes)
+        ):
+            raise click.exceptions.Exit(1)
+        with BuildBars(ctx, enabled=False) as bars:
+            result = engine.rollback_steps(
+                ctx, steps, dry_run=dry_run, policy=policy, report=_reporter(bars, quiet=as_json)
+            )
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        out_console.print(render.rollback_report(result))
+
+
+@click.command(short_help="Per step: pending, applied, partial or drifted.")
+@steps_argument
+@common_options
+@json_option
+def status(
+    step_ids: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Show each step's state: pending (nothing applied), applied, partial (some of it, or a
+    run was interrupted), drifted (an object pgrunbook made was changed or dropped outside
+    it). Exit code 1 when a step has drifted.
+    """
+    steps = select(step_ids)
+    with context(dsn, schema, profile_path, purpose="reading the journal") as (ctx, _):
+        states = engine.status(ctx, steps)
+    if as_json:
+        emit_json({"steps": [s.to_json() for s in states]})
+    else:
+        out_console.print(render.statuses(states))
+    if any(s.state == "drifted" for s in states):
+        raise click.exceptions.Exit(1)

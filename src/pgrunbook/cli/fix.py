@@ -1,0 +1,92 @@
+"""``pgrunbook fix constraints``: repair the rows that violate the runbook's constraints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich import box
+from rich.table import Table
+
+from pgrunbook.change import engine
+from pgrunbook.change.journal import RunLock
+from pgrunbook.change.runner import ApplyPolicy
+from pgrunbook.change.steps import constraints as constraints_step
+from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
+from pgrunbook.cli import change_render as render
+from pgrunbook.cli.change import common_options, context, policy_options
+from pgrunbook.cli.common import (
+    confirm,
+    dry_run_option,
+    emit_json,
+    json_option,
+    out_console,
+    yes_option,
+)
+from pgrunbook.locking import LockPolicy
+
+
+@click.group(short_help="Repair data so the runbook's changes can be applied.")
+def fix() -> None:
+    """Data repairs, each with a dry run, recorded in the audit log."""
+
+
+@fix.command(name="constraints", short_help="Fix rows that violate the CHECK constraints.")
+@click.argument("names", metavar="[CONSTRAINT]...", nargs=-1)
+@common_options
+@dry_run_option
+@yes_option
+@policy_options
+@json_option
+def constraints(
+    names: tuple[str, ...],
+    dsn: str | None,
+    schema: str | None,
+    profile_path: Path | None,
+    dry_run: bool,
+    yes: bool,
+    lock_timeout_ms: int,
+    budget_seconds: float,
+    as_json: bool,
+) -> None:
+    """Apply each violated constraint's documented fix (set a value, or delete the rows; see
+    the profile's fix_set / fix_delete), one short transaction per constraint, old rows
+    recorded in the audit log; then add and validate the constraints. Constraints without an
+    automatic fix are reported, not touched. Needs --yes (or a terminal to confirm)."""
+    with context(dsn, schema, profile_path, purpose="fixing data") as (ctx, _):
+        preview = fix_constraints(ctx, names, dry_run=True)
+        report: engine.ApplyReport | None = None
+        rows = sum(r.rows_changed for r in preview)
+        if dry_run:
+            results = preview
+        else:
+            if rows and not confirm(f"change {rows} row(s) to satisfy the constraints?", yes):
+                raise click.exceptions.Exit(1)
+            policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
+            locks = LockPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
+            with RunLock(ctx.conn):
+                results = fix_constraints(ctx, names, dry_run=False, policy=locks)
+                report = engine.apply_steps(ctx, [constraints_step.STEP], policy=policy)
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "fixes": [r.to_json() for r in results],
+                "apply": report.to_json() if report else None,
+            }
+        )
+    else:
+        out_console.print(_table(results, dry_run))
+        if report is not None:
+            out_console.print(render.apply_report(report))
+    if report is not None and report.exit_code:
+        raise click.exceptions.Exit(report.exit_code)
+
+
+def _table(results: list[FixResult], dry_run: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for name in ("constraint", "table", "strategy", "would change" if dry_run else "changed"):
+        table.add_column(name)
+    for r in results:
+        table.add_row(r.constraint, r.table, r.strategy, str(r.rows_changed))
+    return table
