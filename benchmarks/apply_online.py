@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from pgrunbook.change import engine
+from pgrunbook.change.operation import Operation
 from pgrunbook.change.runner import ApplyPolicy
 from pgrunbook.change.step import StepOptions
 from pgrunbook.change.steps import STEPS
@@ -51,7 +52,7 @@ from pgrunbook.seed import seed
 from pgrunbook.seed.anomalies import CHECKS, count_query
 
 PACE_SECONDS: Final = 0.02  # each client starts a transaction every 20 ms
-BASELINE_SECONDS: Final = 15.0
+BASELINE_SECONDS: Final = 30.0
 
 # Set-up only: make the data satisfy the runbook's constraints (the product's way is
 # `pgrunbook fix constraints`, which needs the audit step first).
@@ -225,6 +226,15 @@ def _run(info: ConnInfo, clients: int, blocker_seconds: float, tmp: Path) -> dic
         blocker.start()
         ready.wait()
     events: list[str] = []
+    locking: list[list[float]] = []  # [start, end] of operations whose lock can block the app
+
+    def on_event(event: str, op: Operation, text: str) -> None:
+        events.append(event)
+        if event == "running" and op.blocks_app:
+            locking.append([time.monotonic(), float("inf")])
+        elif event == "done" and locking and locking[-1][1] == float("inf"):
+            locking[-1][1] = time.monotonic()
+
     apply_start = time.monotonic()
     options = StepOptions(passwords_file=tmp / "roles.env")
     with engine.open_context(info, load_profile(), options=options) as ctx:
@@ -232,7 +242,7 @@ def _run(info: ConnInfo, clients: int, blocker_seconds: float, tmp: Path) -> dic
             ctx,
             STEPS,
             policy=ApplyPolicy(),
-            report=lambda event, op, text: events.append(event),
+            report=on_event,
         )
         apply_end = time.monotonic()
         # roles are cluster-wide: drop them so the next run creates them again
@@ -242,7 +252,14 @@ def _run(info: ConnInfo, clients: int, blocker_seconds: float, tmp: Path) -> dic
     if blocker is not None:
         blocker.join()
     baseline = _stats(app.window(t0 + 2, baseline_end))
-    during = _stats(app.window(apply_start, apply_end))
+    during_samples = app.window(apply_start, apply_end)
+    during = _stats(during_samples)
+    # statements that ran while an app-blocking lock was being asked for or held
+    overlapping = [
+        x for x in during_samples
+        if any(x.at - x.seconds <= end and x.at >= start for start, end in locking)
+    ]  # fmt: skip
+    during["under_blocking_locks"] = {**_stats(overlapping), "operations": len(locking)}
     return {
         "apply_seconds": round(apply_end - apply_start, 2),
         "changes": report.changed,
@@ -315,6 +332,11 @@ def main() -> None:
                     f"{b['median_ms']}, {b['statements']} statements); during apply worst "
                     f"{d['max_ms']} ms (p99 {d['p99_ms']}, median {d['median_ms']}, "
                     f"{d['statements']} statements)"
+                )
+                u = d["under_blocking_locks"]
+                print(
+                    f"  statements overlapping the {u['operations']} app-blocking lock "
+                    f"operations: {u['statements']}, worst {u.get('max_ms', 0)} ms"
                 )
                 if blocker:
                     print(

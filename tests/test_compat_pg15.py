@@ -47,3 +47,33 @@ def test_seed_on_postgres_15(pg15: ConnInfo, naming: Naming) -> None:
     for kind, expected in TINY_DEFECTS.items():
         assert counted[kind] == report.anomalies[kind] == expected, kind
     assert_reference_findings(discover(target), report, naming)
+
+
+def test_change_engine_on_postgres_15(pg15: ConnInfo, tmp_path: Path) -> None:
+    """Apply (after fixing the data), verify, roll back: every step on PostgreSQL 15."""
+    from pgrunbook.change import engine
+    from pgrunbook.change.step import StepOptions
+    from pgrunbook.change.steps import STEPS, select
+    from pgrunbook.change.steps.constraints.fix import fix_constraints
+    from pgrunbook.profile import load_profile
+
+    name = "compat_change"
+    with connect(pg15, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    target = pg15.with_params(dbname=name)
+    seed(target, scale="tiny", anchor=TEST_ANCHOR)
+    options = StepOptions(passwords_file=tmp_path / "roles.env")
+    with engine.open_context(target, load_profile(), options=options) as ctx:
+        try:
+            engine.apply_steps(ctx, select(["audit"]))
+            fix_constraints(ctx, (), dry_run=False)
+            report = engine.apply_steps(ctx, STEPS)
+            assert report.refused == 0
+            failed = [c.to_json() for c in engine.verify_steps(ctx, STEPS) if not c.passed]
+            assert failed == []
+            assert {s.state for s in engine.status(ctx, STEPS)} == {"applied"}
+        finally:
+            engine.rollback_steps(ctx, STEPS)
+        assert {s.state for s in engine.status(ctx, STEPS)} == {"pending"}
+    assert scalar(target, "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, 'app_')") == 0

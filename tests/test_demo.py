@@ -1,21 +1,134 @@
-"""``pgrunbook demo`` end to end on its own embedded server."""
+"""``pgrunbook demo`` end to end on its own embedded server, and the EXPLAIN summary it
+prints (``pgrunbook.explainplan``) on the fixtures' server."""
 
 from __future__ import annotations
 
 import json
+import re
+import stat
 from pathlib import Path
+from typing import Any, Final
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.pq import TransactionStatus
 
+from pgrunbook.change.engine import open_context
+from pgrunbook.change.steps import STEP_IDS
+from pgrunbook.change.steps.roles import read_env_file
 from pgrunbook.cli.main import run
+from pgrunbook.connect import connect
+from pgrunbook.demo import PASSWORDS_FILE, room_history_query
+from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
-from tests.support import scalar
+from pgrunbook.errors import PgRunbookError
+from pgrunbook.explainplan import explain_analyze
+from pgrunbook.profile import load_profile
+from pgrunbook.reference.naming import Naming
+from tests.support import execute, scalar
+
+ROOM_HISTORY_INDEX: Final = "idx_message_room_created_desc"
+APP_ROLES: Final = {"app_user", "app_readonly", "app_admin"}
+# the seed's injected defects (defects_found_by_sql) and the constraint each one breaks
+VIOLATIONS: Final = {
+    "negative_wallet_balances": "chk_wallet_balance_non_negative",
+    "negative_wallet_diamonds": "chk_wallet_diamonds_non_negative",
+    "zero_amount_wallet_transactions": "chk_wallet_tx_amount_nonzero",
+    "self_follows": "chk_follow_not_self",
+    "self_gifts": "chk_giftsend_not_self",
+    "invalid_emails": "chk_user_email_format",
+    "invalid_usernames": "chk_user_username_format",
+    "rooms_over_capacity": "chk_room_currentmembers_valid",
+}
+PRISMA_ROOM_HISTORY: Final = (
+    'SELECT * FROM "public"."Message" WHERE "roomId" = (SELECT "id" FROM "public"."Room" '
+    'LIMIT 1) ORDER BY "createdAt" DESC LIMIT 50'
+)
+SNAKE_ROOM_HISTORY: Final = (
+    'SELECT * FROM "public"."messages" WHERE "room_id" = (SELECT "id" FROM "public"."rooms" '
+    'LIMIT 1) ORDER BY "created_at" DESC LIMIT 50'
+)
+VALIDATED_CHECKS_SQL: Final = (
+    "SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND convalidated"
+    " AND starts_with(conname, 'chk_')"
+)
 
 
-def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _demo(data_dir: Path, *extra: str) -> list[str]:
+    return ["demo", "--data-dir", str(data_dir), "--scale", "tiny", *extra]
+
+
+def _passwords(path: Path) -> dict[str, str]:
+    return read_env_file(path, load_profile().roles)
+
+
+def _login(server: LocalServer, role: str, password: str) -> object:
+    info = server.dsn("ali_demo", user=role).with_params(password=password)
+    return scalar(info, "SELECT current_user")
+
+
+def _applied(document: dict[str, Any]) -> dict[str, int]:
+    return {
+        step["step"]: len([a for a in step["applied"] if a["skipped"] is None])
+        for step in document["apply"]["steps"]
+    }
+
+
+def _check_runbook(document: dict[str, Any], server: LocalServer) -> dict[str, str]:
+    """The apply, fixes, verify and explain sections of one demo run; its passwords."""
+    info = server.dsn("ali_demo")
+    apply = document["apply"]
+    assert [s["step"] for s in apply["steps"]] == list(STEP_IDS)
+    assert apply["refused"] == 0 and apply["dry_run"] is False
+    applied = _applied(document)
+    assert applied["indexes"] == 15 and all(applied.values())
+    assert scalar(info, VALIDATED_CHECKS_SQL) == 12
+
+    defects = document["defects_found_by_sql"]
+    fixed = {f["constraint"]: f["rows_changed"] for f in document["fixes"] if f["rows_changed"]}
+    assert fixed == {name: defects[kind] for kind, name in VIOLATIONS.items() if defects[kind]}
+    assert all(f["audit_rows"] == f["rows_changed"] for f in document["fixes"])
+
+    verify = document["verify"]
+    assert verify["passed"] is True
+    assert [c for c in verify["checks"] if not c["passed"]] == []
+    assert {c["step"] for c in verify["checks"]} == set(STEP_IDS)
+    role_checks = [c for c in verify["checks"] if c["name"].endswith(" privileges")]
+    assert {c["details"]["method"] for c in role_checks} == {"login"}  # with the file's passwords
+
+    explain = document["explain"]
+    before, after = explain["before"], explain["after"]
+    assert explain["expected_index"] == ROOM_HISTORY_INDEX
+    assert before["query"] == after["query"] == PRISMA_ROOM_HISTORY
+    assert ROOM_HISTORY_INDEX not in before["indexes"]
+    assert ROOM_HISTORY_INDEX in after["indexes"]
+    assert before["node_type"] == after["node_type"] == "Limit"
+    assert after["path"][:2] == ["Limit", f"Index Scan using {ROOM_HISTORY_INDEX} on Message"]
+    assert "Sort" in before["path"]  # no index gives the rows in createdAt order
+    for plan in (before, after):
+        assert plan["execution_ms"] > 0
+        assert plan["buffers"] == plan["shared_hit"] + plan["shared_read"] > 0
+    assert explain["speedup"] == pytest.approx(
+        before["execution_ms"] / after["execution_ms"], abs=0.06
+    )
+
+    path = Path(document["passwords_file"])
+    assert path == server.data_dir / PASSWORDS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(document["roles_created"]) == sorted(APP_ROLES)
+    passwords = _passwords(path)
+    assert set(passwords) == APP_ROLES
+    for role, password in passwords.items():
+        assert _login(server, role, password) == role
+    return passwords
+
+
+def test_demo_end_to_end_and_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = tmp_path / "demo"
-    code = run(["demo", "--data-dir", str(data_dir), "--scale", "tiny", "--json", "--keep"])
-    document = json.loads(capsys.readouterr().out)
+    code = run(_demo(data_dir, "--json", "--keep"))
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
     server = LocalServer(data_dir)
     try:
         assert code == 0
@@ -28,22 +141,115 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert dead == ["public.Wallet"]
         assert len(document["discovery"]["facts"]["tables"]) == 12
         assert document["dsn"] == server.dsn("ali_demo").display()
+        self_follows = document["defects_found_by_sql"]["self_follows"]
+        assert self_follows > 0  # deleted by the fix of chk_follow_not_self
         assert (
             scalar(server.dsn("ali_demo"), 'SELECT count(*) FROM "Follow"')
-            == (document["seed"]["rows"]["Follow"])
+            == document["seed"]["rows"]["Follow"] - self_follows
         )
+        first = _check_runbook(document, server)
+        for password in first.values():
+            assert password not in captured.out and password not in captured.err
+
+        # again, on the running server: a fresh database, the roles dropped and made anew
+        code = run(_demo(data_dir, "--json", "--keep"))
+        captured = capsys.readouterr()
+        again = json.loads(captured.out)
+        assert code == 0
+        second = _check_runbook(again, server)
+        assert again["fixes"] == document["fixes"]
+        for role, password in second.items():
+            assert password != first[role]
+            assert password not in captured.out and password not in captured.err
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            _login(server, "app_user", first["app_user"])
+
+        # a demo role holding something outside the demo database is not the demo's to drop
+        postgres = server.dsn("postgres")
+        execute(postgres, "CREATE TABLE kept_by_hand (); GRANT SELECT ON kept_by_hand TO app_user")
+        assert run(_demo(data_dir, "--keep")) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "cannot drop the demo role app_user left by an earlier run" in err
+        assert "DROP OWNED BY app_user" in err
+        assert not (data_dir / PASSWORDS_FILE).exists()  # its passwords no longer log in
     finally:
         assert run(["demo", "--data-dir", str(data_dir), "--stop"]) == 0
     assert not server.is_running()
 
 
-def test_demo_human_output_stops_the_server(
+def test_demo_human_output_snake_case_stops_the_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir = tmp_path / "demo"
-    assert run(["demo", "--data-dir", str(data_dir), "--scale", "tiny"]) == 0
-    out = capsys.readouterr().out
+    assert run(_demo(data_dir, "--naming", "snake")) == 0
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())  # the terminal width wraps long lines
     assert "pgrunbook discover: database ali_demo, schema public" in out
-    assert "public.Wallet" in out and "dead tuples" in out
+    assert "public.wallets" in out and "dead tuples" in out
     assert "pgrunbook discover *" in out and "pgrunbook apply indexes" in out
+    assert "The runbook's scripts 02-06 applied online in" in out
+    assert re.search(r"chk_follow_not_self (\d+) \1 deleted", out)
+    assert "verify (runbook section 5): all" in out and "checks passed" in out
+    assert SNAKE_ROOM_HISTORY in out
+    assert f"after: Limit > Index Scan using {ROOM_HISTORY_INDEX} on messages" in out
+    assert re.search(rf"after Limit {ROOM_HISTORY_INDEX} [\d.]+ ms \d+ \+ \d+", out)
+    assert re.search(r"speedup: [\d.]+x \([\d.]+ ms -> [\d.]+ ms\); shared buffers", out)
+    passwords_file = data_dir / PASSWORDS_FILE
+    assert f"are in {passwords_file} (mode 0600" in out
+    passwords = _passwords(passwords_file)
+    assert set(passwords) == APP_ROLES
+    for password in passwords.values():
+        assert password not in captured.out and password not in captured.err
     assert not LocalServer(data_dir).is_running()
+
+
+@pytest.mark.parametrize(
+    ("naming", "expected"),
+    [(Naming.PRISMA, PRISMA_ROOM_HISTORY), (Naming.SNAKE, SNAKE_ROOM_HISTORY)],
+)
+def test_explain_before_and_after_the_room_history_index(
+    naming: Naming, expected: str, request: pytest.FixtureRequest
+) -> None:
+    info: ConnInfo = request.getfixturevalue("db" if naming is Naming.PRISMA else "snake_db")
+    with open_context(info, load_profile()) as ctx:
+        query = room_history_query(ctx)
+        assert query.as_string() == expected
+        before = explain_analyze(ctx.conn, query, runs=3)
+        ctx.conn.execute(
+            sql.SQL("CREATE INDEX {} ON {} ({}, {} DESC)").format(
+                sql.Identifier(ROOM_HISTORY_INDEX),
+                sql.Identifier(naming.table("Message")),
+                sql.Identifier(naming.column("roomId")),
+                sql.Identifier(naming.column("createdAt")),
+            )
+        )
+        after = explain_analyze(ctx.conn, query)
+    assert before.query == after.query == expected
+    assert not before.uses(ROOM_HISTORY_INDEX)
+    assert after.uses(ROOM_HISTORY_INDEX)
+    assert after.indexes == (ROOM_HISTORY_INDEX,)  # the subquery reads Room without an index
+    assert after.path == ("Limit", f"Index Scan using {ROOM_HISTORY_INDEX} "
+                                   f"on {naming.table('Message')}")  # fmt: skip
+    assert before.node_type == "Limit" and "Sort" in before.path
+    assert after.buffers == after.shared_hit + after.shared_read > 0
+
+
+def test_explain_analyze_runs_in_a_rolled_back_transaction(db: ConnInfo) -> None:
+    count = 'SELECT count(*) FROM "Notification"'
+    rows = scalar(db, count)
+    assert rows
+    with connect(db, autocommit=True) as conn:
+        deleted = explain_analyze(conn, sql.SQL('DELETE FROM "Notification"'))
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert deleted.node_type == "ModifyTable"
+    assert deleted.query == 'DELETE FROM "Notification"'
+    assert scalar(db, count) == rows  # it really ran (ANALYZE), and was rolled back
+
+
+def test_explain_analyze_gives_up_behind_a_lock(db: ConnInfo) -> None:
+    with psycopg.connect(db.conninfo()) as holder, connect(db, autocommit=True) as conn:
+        holder.execute('LOCK TABLE "Message" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(PgRunbookError, match="lock timeout") as raised:
+            explain_analyze(conn, sql.SQL('SELECT * FROM "Message" LIMIT 1'), lock_timeout_ms=50)
+        assert 'SELECT * FROM "Message" LIMIT 1' in str(raised.value)
+        assert conn.info.transaction_status == TransactionStatus.IDLE

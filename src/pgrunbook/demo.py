@@ -1,27 +1,56 @@
-"""The demo: an embedded PostgreSQL with the reference data, discovery, and what comes next.
+"""The demo: an embedded PostgreSQL with the reference data, then the runbook on it.
 
-Later steps of the runbook extend ``run_demo`` as they are built.
+``run_demo`` seeds a fresh ``ali_demo`` database, runs discovery (script 01), explains the
+runbook's room-history query, applies scripts 02-05, fixes the rows the seed made violate
+the constraints, applies script 06, verifies everything (section 5) and explains the query
+again. Later steps of the runbook extend it as they are built.
+
+Re-running starts from a fresh database: the old one is dropped, and with it the
+application roles (roles belong to the whole server, and those of the old database would
+make the roles step keep them without new passwords).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
-from psycopg import sql
+import psycopg
+from psycopg import errors, sql
 
+from pgrunbook.change.engine import ApplyReport, apply_steps, open_context, verify_steps
+from pgrunbook.change.journal import RunLock
+from pgrunbook.change.refs import RefKind
+from pgrunbook.change.step import StepContext, StepOptions, Verification
+from pgrunbook.change.steps import STEPS
+from pgrunbook.change.steps import constraints as constraints_step
+from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
+from pgrunbook.change.steps.indexes import ROOM_HISTORY_INDEX
+from pgrunbook.change.steps.roles import write_env_file
 from pgrunbook.connect import connect
 from pgrunbook.discover import DiscoveryReport, discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
+from pgrunbook.errors import EmbeddedServerError, PgRunbookError
+from pgrunbook.explainplan import Comparison, explain_analyze
+from pgrunbook.profile import Profile, load_profile
 from pgrunbook.reference.model import ALI_SCHEMA
 from pgrunbook.reference.naming import Naming
 from pgrunbook.seed import SeedReport, seed, verify_counts
 from pgrunbook.seed.load import Progress
+from pgrunbook.sqlexport.explain import explain_queries
 
 DEMO_DATABASE: Final = "ali_demo"
 DEMO_EXTENSIONS: Final = ("pg_stat_statements", "pgstattuple")
+# in the server's data directory: written with mode 0600, replaced by every run
+PASSWORDS_FILE: Final = "pgrunbook-demo-passwords.env"
+EXPLAIN_RUNS: Final = 3  # the median of three runs, before and after
+
+DROP_DATABASE_SQL: Final = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+CREATE_DATABASE_SQL: Final = sql.SQL("CREATE DATABASE {}")
+DROP_ROLE_SQL: Final = sql.SQL("DROP ROLE IF EXISTS {}")
 
 _TABLE_SIZES: Final = sql.SQL(
     "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), "
@@ -62,7 +91,23 @@ class DemoResult:
     tables: list[TableSummary] = field(default_factory=list)
     defects: dict[str, int] = field(default_factory=dict)
     discovery: DiscoveryReport | None = None
+    apply: ApplyReport | None = None  # scripts 02-06, the constraints after the fixes
+    fixes: list[FixResult] = field(default_factory=list)
+    checks: list[Verification] = field(default_factory=list)
+    explain: Comparison | None = None  # the room-history query before and after
+    passwords_file: Path | None = None  # where the roles' passwords were written (0600)
+    roles_created: list[str] = field(default_factory=list)
     kept: bool = False
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a verification failed or the apply refused something (as verify/apply)."""
+        refused = self.apply.refused if self.apply else 0
+        return 0 if self.verified and not refused else 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,8 +118,100 @@ class DemoResult:
             "tables": [t.__dict__ for t in self.tables],
             "defects_found_by_sql": self.defects,
             "discovery": self.discovery.to_json() if self.discovery else None,
+            "apply": self.apply.to_json() if self.apply else None,
+            "fixes": [f.to_json() for f in self.fixes],
+            "verify": {"checks": [c.to_json() for c in self.checks], "passed": self.verified},
+            "explain": (
+                {"expected_index": ROOM_HISTORY_INDEX, **self.explain.to_json()}
+                if self.explain
+                else None
+            ),
+            "passwords_file": str(self.passwords_file) if self.passwords_file else None,
+            "roles_created": self.roles_created,
             "next_steps": [{"script": s, "command": c, "what": w} for s, c, w in NEXT_STEPS],
         }
+
+
+def drop_roles(conn: psycopg.Connection[Any], profile: Profile) -> None:
+    """Drop the profile's application roles, after the demo database they were made for.
+
+    On the demo's own server only the demo creates them; what they held lived in the
+    dropped database. A role still holding something elsewhere (someone used the kept
+    server) is not the demo's to clean up: say so.
+    """
+    for role in profile.roles.names():
+        try:
+            conn.execute(DROP_ROLE_SQL.format(sql.Identifier(role)))
+        except errors.DependentObjectsStillExist as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EmbeddedServerError(
+                f"cannot drop the demo role {role} left by an earlier run: {detail}",
+                f"drop what it holds in the other databases (DROP OWNED BY {role}), or use "
+                "another --data-dir",
+            ) from None
+
+
+def room_history_query(ctx: StepContext) -> sql.Composed:
+    """The runbook's room-history query (section 5) in this database's names: script 10's
+    query for ``idx_message_room_created_desc``."""
+    queries, skipped = explain_queries(ctx)
+    for query in queries:
+        if query.index == ROOM_HISTORY_INDEX:
+            return query.query
+    reasons = "; ".join(s.reason for s in skipped if s.object == ROOM_HISTORY_INDEX)
+    raise PgRunbookError(f"the demo database has no room-history query: {reasons}")
+
+
+def created_roles(report: ApplyReport) -> set[str]:
+    """The roles this apply created (the ones whose generated passwords are in use)."""
+    return {
+        r.operation.ref.name
+        for run in report.runs
+        for r in run.results
+        if r.skipped is None
+        and r.operation.ref is not None
+        and r.operation.ref.kind is RefKind.ROLE
+        and r.operation.creates
+    }
+
+
+def _steps_summary(report: ApplyReport) -> str:
+    return ", ".join(f"{run.plan.step} {run.changed}" for run in report.runs)
+
+
+def run_runbook(
+    ctx: StepContext,
+    result: DemoResult,
+    passwords_file: Path,
+    *,
+    log: Callable[[str], None] = lambda text: None,
+) -> None:
+    """Scripts 02-06 on the demo database, with the EXPLAIN before and after and verify."""
+    query = room_history_query(ctx)
+    log("explaining the room-history query before the indexes (runbook script 10)")
+    before = explain_analyze(ctx.conn, query, runs=EXPLAIN_RUNS)
+    early = [s for s in STEPS if s is not constraints_step.STEP]
+    log(f"applying {', '.join(s.id for s in early)} (runbook scripts 02-05)")
+    first = apply_steps(ctx, early)
+    secrets = {k: v for run in first.runs for k, v in run.plan.secrets.items()}
+    created = created_roles(first)
+    kept = {role: password for role, password in secrets.items() if role in created}
+    if kept:
+        write_env_file(passwords_file, result.dsn, kept, ctx.profile.roles)
+        result.passwords_file = passwords_file
+        result.roles_created = sorted(kept)
+        log(f"wrote the passwords of {', '.join(sorted(kept))} to {passwords_file} (mode 0600)")
+    log("fixing the rows that violate the constraints, then applying them (script 06)")
+    with RunLock(ctx.conn):
+        result.fixes = fix_constraints(ctx, (), dry_run=False)
+        last = apply_steps(ctx, [constraints_step.STEP])
+    result.apply = ApplyReport(
+        first.runs + last.runs, dry_run=False, seconds=first.seconds + last.seconds
+    )
+    log(f"applied: {_steps_summary(result.apply)} change(s); verifying (runbook section 5)")
+    result.checks = verify_steps(ctx, STEPS)
+    after = explain_analyze(ctx.conn, query, runs=EXPLAIN_RUNS)
+    result.explain = Comparison(before, after)
 
 
 def run_demo(
@@ -82,15 +219,25 @@ def run_demo(
     *,
     scale: str = "small",
     naming: Naming = Naming.PRISMA,
+    profile: Profile | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda text: None,
 ) -> DemoResult:
-    """Create a fresh demo database on ``server``, seed it and summarise it."""
+    """Create a fresh demo database on ``server``, seed it, run discovery and the runbook's
+    changes (apply, fix, verify, EXPLAIN before and after) and summarise it all.
+
+    The generated role passwords go to ``PASSWORDS_FILE`` in the server's data directory
+    (mode 0600); they are never printed nor in the result's JSON.
+    """
+    profile = profile or load_profile()
+    passwords_file = server.data_dir / PASSWORDS_FILE
     admin = server.start()
+    passwords_file.unlink(missing_ok=True)  # its roles are dropped below
     with connect(admin, autocommit=True) as conn:
         ident = sql.Identifier(DEMO_DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        conn.execute(DROP_DATABASE_SQL.format(ident))
+        drop_roles(conn, profile)
+        conn.execute(CREATE_DATABASE_SQL.format(ident))
         row = conn.execute("SHOW server_version").fetchone()
         version = str(row[0]) if row else "?"
     info = server.dsn(DEMO_DATABASE)
@@ -111,4 +258,7 @@ def run_demo(
     log("running discovery (runbook script 01)")
     result.discovery = discover(info)
     assert len(result.tables) == len(ALI_SCHEMA.tables)
+    options = StepOptions(passwords_file=passwords_file)
+    with open_context(info, profile, options=options) as ctx:
+        run_runbook(ctx, result, passwords_file, log=log)
     return result

@@ -6,19 +6,21 @@ module only renders the results (tables on stdout, progress on stderr, or ``--js
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
+import psycopg
 from rich.markup import escape
 
 from pgrunbook.change import engine
 from pgrunbook.change.operation import Operation
 from pgrunbook.change.runner import ApplyPolicy, Event
-from pgrunbook.change.step import StepContext, StepOptions
-from pgrunbook.change.steps import STEP_IDS, select
+from pgrunbook.change.step import StepContext, StepOptions, StepPlan
+from pgrunbook.change.steps import select
 from pgrunbook.cli import change_render as render
 from pgrunbook.cli.build_progress import BuildBars
 from pgrunbook.cli.common import (
@@ -34,17 +36,25 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
-from pgrunbook.errors import ConfigError
+from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.profile import load_profile
 from pgrunbook.target import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXISTING_ROLES_SQL: Final = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(roles)s)"
+
+
+def _known_steps(
+    ctx: click.Context, param: click.Parameter, ids: tuple[str, ...]
+) -> tuple[str, ...]:
+    select(ids)  # an unknown step: one line (ConfigError, exit code 2) naming the steps
+    return ids
+
 
 def steps_argument(func: F) -> F:
-    return click.argument("step_ids", metavar="[STEP]...", nargs=-1, type=click.Choice(STEP_IDS))(
-        func
-    )
+    """``[STEP]...``, checked before anything connects; the help lists the step ids."""
+    return click.argument("step_ids", metavar="[STEP]...", nargs=-1, callback=_known_steps)(func)
 
 
 def policy_options(func: F) -> F:
@@ -116,7 +126,7 @@ def plan(
     if as_json:
         emit_json({"steps": [p.to_json() for p in plans]})
     elif as_sql:
-        out_console.print(render.plan_sql(plans), markup=False, highlight=False, soft_wrap=True)
+        _print_sql(render.plan_sql(plans))
     else:
         out_console.print(render.plans(plans))
 
@@ -202,41 +212,117 @@ def apply(
                     "pass --passwords-file FILE (written with mode 0600) or --show-passwords "
                     "so you can use them",
                 )
+            if creates_roles and passwords_file is not None:
+                _check_writable(passwords_file)
             changes = sum(len(p.operations) for p in preview)
             if changes and not confirm(
                 f"apply {changes} change(s) to {ctx.server.database.name}?", yes
             ):
                 raise click.exceptions.Exit(1)
-        with BuildBars(ctx, enabled=not as_json) as bars:
-            report = engine.apply_steps(
-                ctx,
-                steps,
-                dry_run=dry_run,
-                policy=policy,
-                report=_reporter(bars, quiet=as_json),
-            )
-        secrets = {k: v for run in report.runs for k, v in run.plan.secrets.items()}
-        created = _created_roles(report)
-        kept = {role: pw for role, pw in secrets.items() if role in created}
-        if kept and passwords_file is not None:
-            from pgrunbook.change.steps.roles import write_env_file
-
-            write_env_file(passwords_file, tgt.app, kept, ctx.profile.roles)
-            err_console.print(
-                f"wrote the passwords of {', '.join(sorted(kept))} to {passwords_file} "
-                "(mode 0600); point the app's DATABASE_URL at app_user"
-            )
+        passwords = Passwords(ctx, tgt, None if dry_run else passwords_file)
+        try:
+            with BuildBars(ctx, enabled=not as_json) as bars:
+                report = engine.apply_steps(
+                    ctx,
+                    steps,
+                    dry_run=dry_run,
+                    policy=policy,
+                    report=_reporter(bars, quiet=as_json),
+                    on_plan=passwords.planned,
+                )
+        except PgRunbookError:
+            # roles made before the failure keep the passwords the file (or screen) shows
+            kept = passwords.hand_over(passwords.existing())
+            if show_passwords and kept:
+                _print_passwords(kept, as_json)
+            raise
+        kept = passwords.hand_over(_created_roles(report))
     if as_json:
         document = report.to_json()
         if show_passwords and kept:
             document["passwords"] = kept
         emit_json(document)
     else:
+        if report.dry_run:
+            _print_sql(render.plan_sql([run.plan for run in report.runs]))
         out_console.print(render.apply_report(report))
         if show_passwords and kept:
             out_console.print(render.passwords(kept))
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
+
+
+def _print_sql(text: str) -> None:
+    out_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse before changing anything when the passwords could not be written."""
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError(
+            f"cannot write the passwords file {path}", "choose a file in a writable directory"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"the passwords file {path} is not writable", "choose another file")
+
+
+def _print_passwords(kept: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        emit_json({"passwords": kept})
+    else:
+        out_console.print(render.passwords(kept))
+
+
+class Passwords:
+    """The roles step's generated passwords, written to the passwords file BEFORE the roles
+    are created (a run that fails later must not leave login roles nobody knows the password
+    of), then rewritten with the roles that were actually created."""
+
+    def __init__(self, ctx: StepContext, target: Target, path: Path | None) -> None:
+        self.ctx, self.target, self.path = ctx, target, path
+        self.secrets: dict[str, str] = {}
+
+    def planned(self, plan: StepPlan) -> None:
+        if not plan.secrets:
+            return
+        self.secrets.update(plan.secrets)
+        if self.path is not None:
+            self._write(self.secrets)
+
+    def existing(self) -> set[str]:
+        """Which of the roles with a generated password exist now (after a failure)."""
+        if not self.secrets:
+            return set()
+        try:
+            rows = self.ctx.conn.execute(
+                EXISTING_ROLES_SQL, {"roles": list(self.secrets)}
+            ).fetchall()
+        except psycopg.Error:
+            return set(self.secrets)  # the session is gone: keep every password
+        return {str(r[0]) for r in rows}
+
+    def hand_over(self, created: set[str]) -> dict[str, str]:
+        """The passwords of ``created``; the file rewritten to hold just those."""
+        kept = {role: pw for role, pw in self.secrets.items() if role in created}
+        if self.path is not None and kept:
+            self._write(kept)
+            err_console.print(
+                f"wrote the passwords of {', '.join(sorted(kept))} to {self.path} "
+                "(mode 0600); point the app's DATABASE_URL at app_user"
+            )
+        return kept
+
+    def _write(self, passwords: dict[str, str]) -> None:
+        from pgrunbook.change.steps.roles import write_env_file
+
+        assert self.path is not None
+        try:
+            write_env_file(self.path, self.target.app, passwords, self.ctx.profile.roles)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the passwords file {self.path}: {exc.strerror or exc}",
+                "choose a file in a writable directory",
+            ) from None
 
 
 def _created_roles(report: engine.ApplyReport) -> set[str]:
@@ -292,6 +378,8 @@ def verify(
     """Verify the applied steps: indexes valid and used, triggers fire, constraints
     validated, roles allowed and refused what they should be, the audit log writes.
     Changes nothing (test writes are rolled back). Exit code 1 when a check fails.
+
+    STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
     """
     steps = select(step_ids)
     options = StepOptions(passwords_file=passwords_file)
@@ -347,6 +435,8 @@ def rollback(
     if as_json:
         emit_json(result.to_json())
     else:
+        if result.dry_run and result.operations:
+            _print_sql(render.rollback_sql(result.operations))
         out_console.print(render.rollback_report(result))
 
 
@@ -364,6 +454,8 @@ def status(
     """Show each step's state: pending (nothing applied), applied, partial (some of it, or a
     run was interrupted), drifted (an object pgrunbook made was changed or dropped outside
     it). Exit code 1 when a step has drifted.
+
+    STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
     """
     steps = select(step_ids)
     with context(dsn, schema, profile_path, purpose="reading the journal") as (ctx, _):

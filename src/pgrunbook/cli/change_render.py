@@ -52,37 +52,60 @@ def plans(plans: list[StepPlan]) -> RenderableType:
     return Group(*parts)
 
 
+def _comment(text: str) -> list[str]:
+    """``text`` as SQL comment lines (a line break never ends the comment)."""
+    first, *rest = text.rstrip().splitlines() or [""]
+    return [f"-- {first}", *(f"--   {line}" for line in rest)]
+
+
+def _statement(op: Operation, title: str, inverse: str) -> list[str]:
+    """One statement of a script, after comments: what, lock, transaction, its inverse."""
+    where = "in its own transaction" if op.transactional else "outside a transaction"
+    lines = _comment(f"{title} ({where}; lock: {op.lock})")
+    if op.reverse_sql:
+        lines += _comment(f"{inverse}: {op.reverse_sql}")
+    return [*lines, op.sql.rstrip().rstrip(";") + ";", ""]
+
+
 def plan_sql(plans: list[StepPlan]) -> str:
-    """The plan as one SQL script: statements in order, each with its lock and inverse."""
+    """The plan as one SQL script: statements in order, each with its lock and inverse, and
+    (as comments) what is refused and how to fix it."""
     lines = ["-- pgrunbook plan: the statements apply would run, in order", ""]
     for plan in plans:
         lines.append(f"-- step {plan.step}")
         if not plan.operations:
             lines.append("-- nothing to change")
         for op in plan.operations:
-            where = "in its own transaction" if op.transactional else "outside a transaction"
-            lines.append(f"-- {op.object} ({where}; lock: {op.lock})")
-            if op.reverse_sql:
-                lines.append(f"-- undo: {op.reverse_sql}")
-            lines.append(op.sql.rstrip().rstrip(";") + ";")
-            lines.append("")
+            lines += _statement(op, op.object, "undo")
         for refusal in plan.refused:
-            lines.append(f"-- refused {refusal.object}: {refusal.reason}")
+            lines += _comment(f"refused {refusal.object}: {refusal.reason}")
+            lines += _comment(f"  fix: {refusal.fix}")
+        for skip in plan.skipped:
+            lines += _comment(f"skipped {skip.object}: {skip.reason}")
+        for warning in plan.warnings:
+            lines += _comment(f"warning: {warning}")
         lines.append("")
     return "\n".join(lines)
 
 
+def rollback_sql(operations: list[Operation]) -> str:
+    """What rollback would run: each applied operation's recorded inverse, newest first."""
+    lines = ["-- pgrunbook rollback: the statements rollback would run, newest first", ""]
+    for op in operations:
+        lines += _statement(op.reverse(), f"undo {op.object}", "re-apply")
+    return "\n".join(lines)
+
+
 def apply_report(report: ApplyReport) -> RenderableType:
+    """Per step what changed (or would: a dry run's SQL is printed before it, ``plan_sql``),
+    what is refused and why, and the totals."""
     parts: list[RenderableType] = []
     verb = "would change" if report.dry_run else "changed"
     for run in report.runs:
         count = len(run.plan.operations) if report.dry_run else run.changed
         style = "green" if not run.plan.refused else "red"
-        if report.dry_run and run.plan.operations:
-            parts.append(_operations(run.plan.operations, f"{run.plan.step}: {verb} {count}"))
-        else:
-            text = f"{run.plan.step}: {verb} {count}" if count else f"{run.plan.step}: no change"
-            parts.append(Text(text, style=style))
+        text = f"{run.plan.step}: {verb} {count}" if count else f"{run.plan.step}: no change"
+        parts.append(Text(text, style=style))
         parts += _plan_notes(run.plan)
         for result in run.results:
             if result.skipped:
@@ -134,13 +157,12 @@ def verifications(checks: list[Verification]) -> RenderableType:
 
 
 def rollback_report(report: RollbackReport) -> RenderableType:
+    """The outcome (a dry run's statements are printed before it: ``rollback_sql``)."""
     if not report.operations:
         return Text("Nothing to roll back: pgrunbook has nothing applied for these steps.")
-    undo = [op.reverse() for op in report.operations]
     if report.dry_run:
-        return Group(
-            _operations(undo, f"would undo {len(undo)}"),
-            Text("Dry run: nothing was changed."),
+        return Text(
+            f"Dry run: {len(report.operations)} change(s) would be undone; nothing was changed."
         )
     done = len([r for r in report.results if r.skipped is None])
     return Text(f"Rolled back {done} change(s).", style="green")

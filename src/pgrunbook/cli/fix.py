@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from pgrunbook.change import engine
 from pgrunbook.change.journal import RunLock
@@ -56,11 +57,14 @@ def constraints(
     with context(dsn, schema, profile_path, purpose="fixing data") as (ctx, _):
         preview = fix_constraints(ctx, names, dry_run=True)
         report: engine.ApplyReport | None = None
-        rows = sum(r.rows_changed for r in preview)
+        rows = sum(would_change(r) for r in preview)
         if dry_run:
             results = preview
         else:
-            if rows and not confirm(f"change {rows} row(s) to satisfy the constraints?", yes):
+            [plan] = engine.plan_steps(ctx, [constraints_step.STEP])
+            if (rows or plan.operations or plan.refused) and not confirm(
+                f"change {rows} row(s) and add the constraints?", yes
+            ):
                 raise click.exceptions.Exit(1)
             policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
             locks = LockPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
@@ -76,11 +80,35 @@ def constraints(
             }
         )
     else:
+        if dry_run:
+            _print_sql(results)
         out_console.print(_table(results, dry_run))
+        for r in results:
+            if r.skipped and r.violations:
+                out_console.print(Text(f"  {r.constraint}: {r.skipped}", style="yellow"))
         if report is not None:
             out_console.print(render.apply_report(report))
+        elif dry_run:
+            out_console.print(f"Dry run: {rows} row(s) would be changed; nothing was changed.")
     if report is not None and report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
+
+
+def would_change(result: FixResult) -> int:
+    """Rows the fix changes (a dry run counts the violating rows it would change)."""
+    if not result.dry_run:
+        return result.rows_changed
+    return (result.violations or 0) if result.sql and result.skipped is None else 0
+
+
+def _print_sql(results: list[FixResult]) -> None:
+    lines = ["-- pgrunbook fix constraints: the statements it would run, one transaction each"]
+    for r in results:
+        if r.sql and r.skipped is None:
+            lines += ["", f"-- {r.constraint}: {r.violations} row(s), {r.note}", "BEGIN;"]
+            lines += [statement.rstrip().rstrip(";") + ";" for statement in r.sql]
+            lines.append("COMMIT;")
+    out_console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def _table(results: list[FixResult], dry_run: bool) -> Table:
@@ -88,5 +116,5 @@ def _table(results: list[FixResult], dry_run: bool) -> Table:
     for name in ("constraint", "table", "strategy", "would change" if dry_run else "changed"):
         table.add_column(name)
     for r in results:
-        table.add_row(r.constraint, r.table, r.strategy, str(r.rows_changed))
+        table.add_row(r.constraint, r.table, r.strategy, str(would_change(r)))
     return table
