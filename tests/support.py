@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -67,6 +70,46 @@ class PgServer:
         self.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+# psql for running exported scripts: Debian's PostgreSQL 15 client (the oldest supported) when
+# installed, else the embedded one
+PSQL = (
+    "/usr/lib/postgresql/15/bin/psql"
+    if Path("/usr/lib/postgresql/15/bin/psql").exists()
+    else Binaries.embedded().tool("psql")
+)
+
+
+def run_psql(
+    info: ConnInfo, path: Path, *variables: str, check: bool = True, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a script with the real psql as the exported headers say (``-X -v ON_ERROR_STOP=1``,
+    ``variables`` as ``-v name=value``); ``check``: it must succeed (stderr in the message)."""
+    args = [PSQL, "-X", *(["-q"] if quiet else []), "-v", "ON_ERROR_STOP=1"]
+    for variable in variables:
+        args += ["-v", variable]
+    env = {**os.environ, "PGPASSWORD": info.password or ""}
+    params = {k: v for k, v in info.params.items() if k != "password"}
+    done = subprocess.run(
+        [*args, "-f", str(path), ConnInfo(params=params).conninfo()],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def schema_dump(server: PgServer, info: ConnInfo) -> str:
+    """``pg_dump --schema-only`` without pgrunbook's own schema, and without the random key of
+    the ``\\restrict`` / ``\\unrestrict`` lines pg_dump 18 adds to every dump."""
+    out = subprocess.run(
+        [server.tool("pg_dump"), "--schema-only", "--exclude-schema=pgrunbook", "-d",
+         info.conninfo()],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    lines = out.splitlines()
+    return "\n".join(x for x in lines if not x.startswith(("\\restrict ", "\\unrestrict ")))
 
 
 def url(info: ConnInfo) -> str:

@@ -24,7 +24,8 @@ from pgrunbook.change.steps.constraints.fix import fix_constraints
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import PgServer, Template, execute, rows, scalar, url
+from tests.support import PgServer, Template, execute, rows, scalar, schema_dump, url
+from tests.test_discover_reference import CONSTRAINT_OF
 
 APP_ROLES = ("app_user", "app_readonly", "app_admin")
 REPO = Path(__file__).resolve().parent.parent
@@ -59,19 +60,6 @@ def prisma_db(db: ConnInfo, pg_server: PgServer) -> Iterator[ConnInfo]:
     drop_app_roles(pg_server, db)
 
 
-def schema_dump(server: PgServer, info: ConnInfo) -> str:
-    """``pg_dump --schema-only`` without pgrunbook's own schema (and pg_dump's random
-    ``\\restrict`` key)."""
-    out = subprocess.run(
-        [server.tool("pg_dump"), "--schema-only", "--exclude-schema=pgrunbook", "-d",
-         info.conninfo()],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return "\n".join(
-        line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
-    )
-
-
 def checksums(info: ConnInfo) -> dict[str, tuple[int, str]]:
     """Every table's row count and a checksum of its content."""
     out = {}
@@ -98,17 +86,7 @@ def context(info: ConnInfo, tmp_path: Path | None = None) -> AbstractContextMana
 def violated(template: Template) -> set[str]:
     """The runbook constraints the seed's injected defects break."""
     anomalies = template.report.anomalies
-    by_kind = {
-        "negative_wallet_balances": "chk_wallet_balance_non_negative",
-        "negative_wallet_diamonds": "chk_wallet_diamonds_non_negative",
-        "zero_amount_wallet_transactions": "chk_wallet_tx_amount_nonzero",
-        "self_follows": "chk_follow_not_self",
-        "self_gifts": "chk_giftsend_not_self",
-        "invalid_emails": "chk_user_email_format",
-        "invalid_usernames": "chk_user_username_format",
-        "rooms_over_capacity": "chk_room_currentmembers_valid",
-    }
-    return {name for kind, name in by_kind.items() if anomalies.get(kind)}
+    return {name for kind, name in CONSTRAINT_OF.items() if anomalies.get(kind)}
 
 
 def test_apply_all_then_rollback_restores_schema_and_data(

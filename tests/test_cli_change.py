@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from pgrunbook.profile import load_profile
 from pgrunbook.profile.load import builtin_text
 from pgrunbook.reference import Naming
 from pgrunbook.sqlexport import script_names
-from tests.support import PgServer, Template, execute, rows, url
+from tests.support import PgServer, Template, execute, rows, run_psql, url
 
 STEPS = ["indexes", "triggers", "audit", "roles", "constraints"]
 APP_ROLES = ("app_user", "app_readonly", "app_admin")
@@ -200,20 +198,8 @@ def logs_in(info: ConnInfo, role: str, password: str) -> bool:
 
 
 def psql(server: PgServer, info: ConnInfo, file: Path, *variables: str) -> None:
-    args = [server.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-    for variable in variables:
-        args += ["-v", variable]
-    done = subprocess.run(
-        [*args, "-f", str(file), info.conninfo()],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PGPASSWORD": info.password or ""},
-        check=False,
-    )
+    done = run_psql(info, file, *variables, check=False, quiet=True)
     assert done.returncode == 0, f"{file.name}: {done.stderr}"
-
-
-# -- plan ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("naming", [Naming.PRISMA, Naming.SNAKE], ids=["prisma", "snake"])

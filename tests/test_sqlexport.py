@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -35,9 +33,8 @@ from pgrunbook.sqlexport import (
 )
 from pgrunbook.sqlexport.explain import explain_queries
 from pgrunbook.sqlexport.write import RENDERERS
-from tests.support import Template, execute, leave_failed_unique_build, rows, scalar
+from tests.support import Template, execute, leave_failed_unique_build, rows, run_psql, scalar
 
-PSQL: Final = "/usr/lib/postgresql/15/bin/psql"
 NAMINGS: Final = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
 EXPECTED_FILES: Final = [
     "01_discovery.sql",
@@ -77,15 +74,7 @@ def export(info: ConnInfo, directory: Path) -> dict[str, Path]:
 
 def psql(info: ConnInfo, path: Path) -> str:
     """Run ``path`` as the header says; its output (the run must succeed)."""
-    env = dict(os.environ)
-    if info.password:
-        env["PGPASSWORD"] = info.password
-    done = subprocess.run(
-        [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(path), info.conninfo()],
-        capture_output=True, text=True, env=env, check=False, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_psql(info, path).stdout
 
 
 def results(output: str) -> dict[str, list[dict[str, str]]]:

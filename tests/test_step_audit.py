@@ -4,7 +4,6 @@ verify, rollback and the exported psql scripts."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import uuid
@@ -33,10 +32,9 @@ from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.resolve import snake
 from pgrunbook.serverinfo import probe
-from tests.support import FAST_RETRY, execute, rows, scalar
+from tests.support import FAST_RETRY, execute, rows, run_psql, scalar
 
 NAMINGS = ["db", "snake_db"]
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 FAST = ApplyPolicy(lock_timeout_ms=100, budget_seconds=10, poll_seconds=0.05)
 RUNBOOK_SIGNATURE = "UUID, VARCHAR, VARCHAR, VARCHAR, JSONB, JSONB, JSONB, VARCHAR, TEXT"
 RUNBOOK_FUNCTION = f"audit_log({RUNBOOK_SIGNATURE})"  # as the runbook's rollback names it
@@ -616,16 +614,7 @@ def test_audit_target_names_a_new_table_the_databases_way(db: ConnInfo, snake_db
 
 
 def psql(info: ConnInfo, path: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if info.password:
-        env["PGPASSWORD"] = info.password
-    done = subprocess.run(
-        [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(path), info.conninfo()],
-        capture_output=True, text=True, env=env, check=False, timeout=60,
-    )  # fmt: skip
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+    return run_psql(info, path, check=check)
 
 
 @pytest.mark.parametrize("fixture", NAMINGS)

@@ -7,8 +7,6 @@ all once `fix_constraints` has repaired the rows (recording the old rows in the 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,10 +30,9 @@ from pgrunbook.errors import ConfigError
 from pgrunbook.locking import LockBudgetExceeded
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import Template, execute, rows, scalar
+from tests.support import Template, execute, rows, run_psql, scalar
 
 NAMINGS = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 FAST = ApplyPolicy(lock_timeout_ms=100, budget_seconds=10, poll_seconds=0.05)
 
 # constraint -> (logical table, the seed's anomaly that breaks it)
@@ -609,14 +606,7 @@ def test_a_different_constraint_with_the_name_is_not_touched(db: ConnInfo) -> No
 
 
 def psql(info: ConnInfo, path: Path) -> str:
-    env = dict(os.environ)
-    if info.password:
-        env["PGPASSWORD"] = info.password
-    done = subprocess.run(
-        [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(path), info.conninfo()],
-        capture_output=True, text=True, env=env, check=False, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_psql(info, path)
     return done.stdout + done.stderr
 
 

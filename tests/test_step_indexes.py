@@ -5,8 +5,6 @@ columns skipped, long transactions reported, equivalent indexes, the exported sc
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,9 +26,8 @@ from pgrunbook.profile import load_profile
 from pgrunbook.profile.load import parse_profile
 from pgrunbook.reference import Naming
 from pgrunbook.serverinfo import probe
-from tests.support import execute, rows
+from tests.support import execute, rows, run_psql
 
-PSQL = "/usr/lib/postgresql/15/bin/psql"
 NAMINGS = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
 
 # The runbook's section 6 "Rollback Indexes", in its order.
@@ -459,20 +456,6 @@ def test_an_equivalent_index_under_another_name_serves_instead(db: ConnInfo) -> 
     for kept in ("gifts_by_room", "pending_reports", "history", "received_asc", FOLLOWER):
         assert kept in names
     assert [n for n in names if str(n).startswith("idx_")] == [FOLLOWER]
-
-
-def run_psql(info: ConnInfo, script: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if info.password:
-        env["PGPASSWORD"] = info.password
-    return subprocess.run(
-        [PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-f", str(script), info.conninfo()],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(("fixture", "naming"), NAMINGS)

@@ -30,9 +30,7 @@ from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.profile import Profile, load_profile
 from pgrunbook.profile.model import RolesSpec
 from pgrunbook.reference import Naming
-from tests.support import ROLE_PASSWORD, PgServer, Template, rows, scalar
-
-PSQL = "/usr/lib/postgresql/15/bin/psql"
+from tests.support import ROLE_PASSWORD, PgServer, Template, rows, run_psql, scalar
 
 # Every privilege on the schema's objects, the schema, the database and the default ACLs,
 # exploded (so a NULL ACL and its explicit default compare equal: after GRANT and REVOKE
@@ -530,15 +528,7 @@ def test_grants_on_tables_it_does_not_own_are_skipped(make_roles_db: MakeDb) -> 
 
 
 def _psql(info: ConnInfo, path: Path, *variables: str) -> subprocess.CompletedProcess[str]:
-    args = [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-    for variable in variables:
-        args += ["-v", variable]
-    env = {**os.environ, "PGPASSWORD": info.password or ""}
-    params = {k: v for k, v in info.params.items() if k != "password"}
-    conninfo = ConnInfo(params=params).conninfo()
-    return subprocess.run(
-        [*args, "-f", str(path), conninfo], capture_output=True, text=True, env=env, check=False
-    )
+    return run_psql(info, path, *variables, check=False, quiet=True)
 
 
 def test_export_scripts_run_with_psql(make_roles_db: MakeDb, tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ stores the UTC wall clock in a ``timestamp`` column (Prisma's DateTime) and ``no
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ from pgrunbook.change.steps.triggers.definitions import trigger_name
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import PgServer, Template, execute, rows, scalar
+from tests.support import PgServer, Template, execute, rows, run_psql, scalar, schema_dump
 
 PROFILE = load_profile()
 FAST = ApplyPolicy(lock_timeout_ms=100, budget_seconds=5, poll_seconds=0.05)
@@ -78,44 +76,8 @@ def state(info: ConnInfo) -> list[str]:
     return [str(r[0]) for r in rows(info, STATE_SQL)]
 
 
-def schema_dump(pg_server: PgServer, info: ConnInfo) -> str:
-    out = subprocess.run(
-        [
-            pg_server.tool("pg_dump"),
-            "--schema-only",
-            "--exclude-schema=pgrunbook",
-            "-d",
-            info.conninfo(),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    # pg_dump 18 brackets the dump with \restrict KEY / \unrestrict KEY, a new key each run
-    lines = out.stdout.splitlines()
-    return "\n".join(x for x in lines if not x.startswith(("\\restrict ", "\\unrestrict ")))
-
-
 def psql(pg_server: PgServer, info: ConnInfo, path: Path) -> None:
-    env = {**os.environ}
-    if info.password:
-        env["PGPASSWORD"] = info.password
-    subprocess.run(
-        [
-            pg_server.tool("psql"),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            str(path),
-            info.conninfo(),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
+    run_psql(info, path, quiet=True)
 
 
 def db_for(

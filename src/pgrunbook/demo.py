@@ -22,7 +22,6 @@ from psycopg import errors, sql
 
 from pgrunbook.change.engine import ApplyReport, apply_steps, open_context, verify_steps
 from pgrunbook.change.journal import RunLock
-from pgrunbook.change.refs import RefKind
 from pgrunbook.change.step import StepContext, StepOptions, Verification
 from pgrunbook.change.steps import STEPS
 from pgrunbook.change.steps import constraints as constraints_step
@@ -162,19 +161,6 @@ def room_history_query(ctx: StepContext) -> sql.Composed:
     raise PgRunbookError(f"the demo database has no room-history query: {reasons}")
 
 
-def created_roles(report: ApplyReport) -> set[str]:
-    """The roles this apply created (the ones whose generated passwords are in use)."""
-    return {
-        r.operation.ref.name
-        for run in report.runs
-        for r in run.results
-        if r.skipped is None
-        and r.operation.ref is not None
-        and r.operation.ref.kind is RefKind.ROLE
-        and r.operation.creates
-    }
-
-
 def _steps_summary(report: ApplyReport) -> str:
     return ", ".join(f"{run.plan.step} {run.changed}" for run in report.runs)
 
@@ -194,7 +180,7 @@ def run_runbook(
     log(f"applying {', '.join(s.id for s in early)} (runbook scripts 02-05)")
     first = apply_steps(ctx, early)
     secrets = {k: v for run in first.runs for k, v in run.plan.secrets.items()}
-    created = created_roles(first)
+    created = first.created_roles()
     kept = {role: password for role, password in secrets.items() if role in created}
     if kept:
         write_env_file(passwords_file, result.dsn, kept, ctx.profile.roles)

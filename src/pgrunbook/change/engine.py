@@ -19,6 +19,7 @@ import psycopg
 
 from pgrunbook.change.journal import Journal, JournalEntry, RunLock
 from pgrunbook.change.operation import Operation
+from pgrunbook.change.refs import RefKind
 from pgrunbook.change.runner import ApplyPolicy, OperationResult, Report, apply_operations
 from pgrunbook.change.step import Step, StepContext, StepOptions, StepPlan, Verification
 from pgrunbook.connect import connect
@@ -95,6 +96,18 @@ class ApplyReport:
     @property
     def refused(self) -> int:
         return sum(len(run.plan.refused) for run in self.runs)
+
+    def created_roles(self) -> set[str]:
+        """The roles this run created (the ones whose generated passwords are in use)."""
+        return {
+            r.operation.ref.name
+            for run in self.runs
+            for r in run.results
+            if r.skipped is None
+            and r.operation.ref is not None
+            and r.operation.ref.kind is RefKind.ROLE
+            and r.operation.creates
+        }
 
     @property
     def exit_code(self) -> int:

@@ -228,7 +228,7 @@ def apply(
                     dry_run=dry_run,
                     policy=policy,
                     report=_reporter(bars, quiet=as_json),
-                    on_plan=passwords.planned,
+                    on_plan=lambda plan: _before_step(plan, passwords, quiet=as_json),
                 )
         except PgRunbookError:
             # roles made before the failure keep the passwords the file (or screen) shows
@@ -236,7 +236,7 @@ def apply(
             if show_passwords and kept:
                 _print_passwords(kept, as_json)
             raise
-        kept = passwords.hand_over(_created_roles(report))
+        kept = passwords.hand_over(report.created_roles())
     if as_json:
         document = report.to_json()
         if show_passwords and kept:
@@ -325,18 +325,12 @@ class Passwords:
             ) from None
 
 
-def _created_roles(report: engine.ApplyReport) -> set[str]:
-    from pgrunbook.change.refs import RefKind
-
-    return {
-        r.operation.ref.name
-        for run in report.runs
-        for r in run.results
-        if r.skipped is None
-        and r.operation.ref is not None
-        and r.operation.ref.kind is RefKind.ROLE
-        and r.operation.creates
-    }
+def _before_step(plan: StepPlan, passwords: Passwords, *, quiet: bool) -> None:
+    """Said before a step runs: what to watch (e.g. the long transactions a build waits for)."""
+    passwords.planned(plan)
+    if not quiet:
+        for warning in plan.warnings:
+            err_console.print(f"[yellow]warning[/] {escape(plan.step)}: {escape(warning)}")
 
 
 def _reporter(bars: BuildBars, *, quiet: bool) -> Callable[[Event, Operation, str], None]:
