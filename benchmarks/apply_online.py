@@ -21,13 +21,9 @@ benchmarks/results/apply_online.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import random
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,16 +32,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import psycopg
-from psycopg import sql
 
+import _harness as harness
 from pgrunbook.change import engine
 from pgrunbook.change.operation import Operation
 from pgrunbook.change.runner import ApplyPolicy
 from pgrunbook.change.step import StepOptions
 from pgrunbook.change.steps import STEPS
 from pgrunbook.connect import connect
-from pgrunbook.dsn import ConnInfo, parse_dsn
-from pgrunbook.embedded import LocalServer
+from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
 from pgrunbook.seed import seed
@@ -277,112 +272,86 @@ def _run(info: ConnInfo, clients: int, blocker_seconds: float, tmp: Path) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = harness.parser(__doc__)
     parser.add_argument("--dsn", default=None, help="a superuser DSN; scratch databases are made")
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--blocker-seconds", type=float, default=20.0)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="pgrunbook-bench-") as tmp:
-        server = None
-        if args.dsn:
-            admin = parse_dsn(args.dsn)
-        else:
-            server = LocalServer(Path(tmp) / "pgdata")
-            admin = server.start()
-        base = f"bench_online_{os.getpid()}"
-        names = [base, f"{base}_plain", f"{base}_blocked"]
-        try:
-            with connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(base)))
-            info = admin.with_params(dbname=base)
-            print(f"seeding {args.scale} data ...", flush=True)
-            t = time.monotonic()
-            seeded = seed(info, scale=args.scale)
-            print(f"  {seeded.total_rows:,} rows in {time.monotonic() - t:.0f} s", flush=True)
-            with connect(info, autocommit=True) as conn:
-                for repair in REPAIRS:
-                    conn.execute(repair.encode())
-                left = {c.kind: conn.execute(count_query(c, Naming.PRISMA)).fetchone()
-                        for c in CHECKS if c.table in ("Wallet", "User")}  # fmt: skip
-                conn.execute("VACUUM (ANALYZE)")
-            print(f"  repaired the injected violations ({left})", flush=True)
-            with connect(admin, autocommit=True) as conn:
-                for name in names[1:]:
-                    conn.execute(
-                        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                            sql.Identifier(name), sql.Identifier(base)
-                        )
-                    )
-            results = {}
-            for name, blocker in ((names[1], 0.0), (names[2], args.blocker_seconds)):
-                label = "with blocker" if blocker else "plain"
-                print(f"run {label}: {args.clients} clients, apply all steps ...", flush=True)
-                result = _run(admin.with_params(dbname=name), args.clients, blocker, Path(tmp))
-                results[label] = result
-                b, d = result["baseline"], result["during_apply"]
-                print(
-                    f"  apply {result['apply_seconds']} s, {result['changes']} changes, "
-                    f"{result['waits']} waits, {result['retries']} retries; "
-                    f"app failures {result['failures']}"
-                )
-                print(
-                    f"  baseline worst {b['max_ms']} ms (p99 {b['p99_ms']}, median "
-                    f"{b['median_ms']}, {b['statements']} statements); during apply worst "
-                    f"{d['max_ms']} ms (p99 {d['p99_ms']}, median {d['median_ms']}, "
-                    f"{d['statements']} statements)"
-                )
-                u = d["under_blocking_locks"]
-                print(
-                    f"  statements overlapping the {u['operations']} app-blocking lock "
-                    f"operations: {u['statements']}, worst {u.get('max_ms', 0)} ms"
-                )
-                if blocker:
-                    print(
-                        f"  blocker ended {result['blocker_ended_after_start_seconds']} s after "
-                        f"apply started; apply finished after it: "
-                        f"{result['apply_finished_after_blocker']}"
-                    )
-            plain, blocked = results["plain"], results["with blocker"]
-            met_plain = (
-                plain["during_apply"]["max_ms"] <= plain["baseline"]["max_ms"] + 20
-                and plain["failures"] == 0
+    base = f"bench_online_{os.getpid()}"
+    names = [base, f"{base}_plain", f"{base}_blocked"]
+    with (
+        harness.server(args.dsn) as (admin, tmp),
+        harness.scratch(admin, names, roles=("app_user", "app_readonly", "app_admin")),
+    ):
+        info = harness.create_database(admin, base)
+        print(f"seeding {args.scale} data ...", flush=True)
+        t = time.monotonic()
+        seeded = seed(info, scale=args.scale)
+        print(f"  {seeded.total_rows:,} rows in {time.monotonic() - t:.0f} s", flush=True)
+        with connect(info, autocommit=True) as conn:
+            for repair in REPAIRS:
+                conn.execute(repair.encode())
+            left = {c.kind: conn.execute(count_query(c, Naming.PRISMA)).fetchone()
+                    for c in CHECKS if c.table in ("Wallet", "User")}  # fmt: skip
+            conn.execute("VACUUM (ANALYZE)")
+        print(f"  repaired the injected violations ({left})", flush=True)
+        for name in names[1:]:
+            harness.create_database(admin, name, template=base)
+        results = {}
+        for name, blocker in ((names[1], 0.0), (names[2], args.blocker_seconds)):
+            label = "with blocker" if blocker else "plain"
+            print(f"run {label}: {args.clients} clients, apply all steps ...", flush=True)
+            result = _run(admin.with_params(dbname=name), args.clients, blocker, tmp)
+            results[label] = result
+            b, d = result["baseline"], result["during_apply"]
+            print(
+                f"  apply {result['apply_seconds']} s, {result['changes']} changes, "
+                f"{result['waits']} waits, {result['retries']} retries; "
+                f"app failures {result['failures']}"
             )
-            met_blocked = (
-                blocked["during_apply"]["max_ms"] < 150
-                and blocked["failures"] == 0
-                and bool(blocked["apply_finished_after_blocker"])
+            print(
+                f"  baseline worst {b['max_ms']} ms (p99 {b['p99_ms']}, median "
+                f"{b['median_ms']}, {b['statements']} statements); during apply worst "
+                f"{d['max_ms']} ms (p99 {d['p99_ms']}, median {d['median_ms']}, "
+                f"{d['statements']} statements)"
             )
-            print(f"target plain (worst within 20 ms of baseline, no failures): "
-                  f"{'met' if met_plain else 'MISSED'}")  # fmt: skip
-            print(f"target with blocker (worst < 150 ms, no failures, apply after blocker): "
-                  f"{'met' if met_blocked else 'MISSED'}")  # fmt: skip
-        finally:
-            with connect(admin, autocommit=True) as conn:
-                for name in names:
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-                for role in ("app_user", "app_readonly", "app_admin"):
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-            if server is not None:
-                server.stop()
+            u = d["under_blocking_locks"]
+            print(
+                f"  statements overlapping the {u['operations']} app-blocking lock "
+                f"operations: {u['statements']}, worst {u.get('max_ms', 0)} ms"
+            )
+            if blocker:
+                print(
+                    f"  blocker ended {result['blocker_ended_after_start_seconds']} s after "
+                    f"apply started; apply finished after it: "
+                    f"{result['apply_finished_after_blocker']}"
+                )
+        plain, blocked = results["plain"], results["with blocker"]
+        met_plain = (
+            plain["during_apply"]["max_ms"] <= plain["baseline"]["max_ms"] + 20
+            and plain["failures"] == 0
+        )
+        met_blocked = (
+            blocked["during_apply"]["max_ms"] < 150
+            and blocked["failures"] == 0
+            and bool(blocked["apply_finished_after_blocker"])
+        )
+        print(f"target plain (worst within 20 ms of baseline, no failures): "
+              f"{'met' if met_plain else 'MISSED'}")  # fmt: skip
+        print(f"target with blocker (worst < 150 ms, no failures, apply after blocker): "
+              f"{'met' if met_blocked else 'MISSED'}")  # fmt: skip
 
-    out = Path(__file__).parent / "results" / "apply_online.json"
-    out.parent.mkdir(exist_ok=True)
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": harness.machine(),
         "scale": args.scale,
         "clients": args.clients,
         "pace_seconds": PACE_SECONDS,
         "results": results,
     }
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    out = harness.write_results("apply_online.json", document)
     print(f"wrote {out}")
 
 

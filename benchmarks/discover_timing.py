@@ -10,26 +10,20 @@ benchmarks/results/discover_timing.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 sys.path.insert(0, str(Path(__file__).parent))
 
+import _harness as harness
 from pgrunbook.connect import connect
 from pgrunbook.discover import DiscoveryReport, discover
-from pgrunbook.dsn import ConnInfo, parse_dsn
-from pgrunbook.embedded import LocalServer
+from pgrunbook.dsn import ConnInfo
 from pgrunbook.seed import seed
 from synthetic_catalog import build
 
@@ -66,61 +60,37 @@ def _summary(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = harness.parser(__doc__)
     parser.add_argument("--dsn", default=None, help="a superuser DSN; scratch databases are made")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tables", type=int, default=1000)
     args = parser.parse_args()
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="pgrunbook-bench-") as tmp:
-        server = None
-        if args.dsn:
-            admin = parse_dsn(args.dsn)
-        else:
-            server = LocalServer(Path(tmp) / "pgdata")
-            admin = server.start()
-        names = [f"bench_discover_small_{os.getpid()}", f"bench_discover_catalog_{os.getpid()}"]
-        with connect(admin, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            small = admin.with_params(dbname=names[0])
-            print("seeding the small demo data ...", flush=True)
-            seed(small, scale="small")
-            seconds, report = _time(small, args.runs)
-            results.append(_summary("small demo database", seconds, report, 2.0))
+    names = [f"bench_discover_small_{os.getpid()}", f"bench_discover_catalog_{os.getpid()}"]
+    with harness.server(args.dsn) as (admin, _), harness.scratch(admin, names):
+        small, big = (harness.create_database(admin, name) for name in names)
+        print("seeding the small demo data ...", flush=True)
+        seed(small, scale="small")
+        seconds, report = _time(small, args.runs)
+        results.append(_summary("small demo database", seconds, report, 2.0))
 
-            big = admin.with_params(dbname=names[1])
-            print(f"building a catalog of {args.tables} tables ...", flush=True)
-            with connect(big, autocommit=True) as conn:
-                counts = build(conn, "app", args.tables)
-            print(f"  {counts['tables']} tables, {counts['indexes']} indexes")
-            seconds, report = _time(big, max(3, args.runs // 2), schema="app")
-            entry = _summary(
-                f"{counts['tables']} tables / {counts['indexes']} indexes", seconds, report, 10.0
-            )
-            results.append({**entry, **counts})
-        finally:
-            with connect(admin, autocommit=True) as conn:
-                for name in names:
-                    conn.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-            if server is not None:
-                server.stop()
+        print(f"building a catalog of {args.tables} tables ...", flush=True)
+        with connect(big, autocommit=True) as conn:
+            counts = build(conn, "app", args.tables)
+        print(f"  {counts['tables']} tables, {counts['indexes']} indexes")
+        seconds, report = _time(big, max(3, args.runs // 2), schema="app")
+        entry = _summary(
+            f"{counts['tables']} tables / {counts['indexes']} indexes", seconds, report, 10.0
+        )
+        results.append({**entry, **counts})
 
-    out = Path(__file__).parent / "results" / "discover_timing.json"
-    out.parent.mkdir(exist_ok=True)
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": harness.machine(),
         "results": results,
     }
-    out.write_text(json.dumps(document, indent=2) + "\n")
+    out = harness.write_results("discover_timing.json", document)
     print(f"wrote {out}")
 
 

@@ -20,7 +20,15 @@ from pgrunbook.dsn import ConnInfo, parse_dsn
 from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.reference import Naming
-from tests.support import FAST_RETRY, ROLE_PASSWORD, TEST_ANCHOR, TEST_SEED, PgServer, Template
+from tests.support import (
+    FAST_RETRY,
+    ROLE_PASSWORD,
+    TEST_ANCHOR,
+    TEST_SEED,
+    PgServer,
+    SeededDb,
+    Template,
+)
 
 
 def _start_server(tmp_root: Path) -> PgServer:
@@ -108,6 +116,19 @@ def db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> C
 def snake_db(make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]) -> ConnInfo:
     """A fresh database with the reference schema in snake_case and tiny-scale data."""
     return make_db(templates[Naming.SNAKE].name)
+
+
+@pytest.fixture(params=[Naming.PRISMA, Naming.SNAKE], ids=["db", "snake_db"])
+def seeded_db(
+    request: pytest.FixtureRequest,
+    make_db: Callable[..., ConnInfo],
+    templates: dict[Naming, Template],
+) -> SeededDb:
+    """``db`` and then ``snake_db`` (the test runs once for each naming), with the naming and
+    the anomalies the seed injected."""
+    naming: Naming = request.param
+    template = templates[naming]
+    return SeededDb(make_db(template.name), naming, template.report.anomalies)
 
 
 @pytest.fixture

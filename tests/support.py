@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import psycopg
@@ -15,6 +16,7 @@ from psycopg import sql
 from pgrunbook.connect import RetryPolicy, connect
 from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.embedded import Binaries, LocalServer
+from pgrunbook.reference import Naming
 from pgrunbook.seed import SeedReport
 
 TEST_SEED = 42
@@ -23,6 +25,38 @@ TEST_SEED = 42
 TEST_ANCHOR = datetime.now(UTC).replace(microsecond=0)
 FAST_RETRY = RetryPolicy(attempts=1, connect_timeout=5)
 ROLE_PASSWORD = "Corr3ct-Horse-Battery"  # the password of the login_role fixture
+APP_ROLES = ("app_user", "app_readonly", "app_admin")  # the roles step's roles
+
+# The runbook's section 6 "Rollback Indexes", in its order.
+RUNBOOK_INDEXES = [
+    "idx_message_room_created_desc",
+    "idx_message_sender_created_desc",
+    "idx_message_room_active",
+    "idx_giftsend_room_created_desc",
+    "idx_giftsend_receiver_created_desc",
+    "idx_giftsend_sender_created_desc",
+    "idx_wallet_tx_wallet_created_desc",
+    "idx_wallet_tx_wallet_type_created",
+    "idx_roommember_room_active",
+    "idx_follow_following_created",
+    "idx_follow_follower_created",
+    "idx_notification_user_unread",
+    "idx_room_public_active",
+    "idx_report_pending",
+    "idx_refreshtoken_expires_active",
+]
+# The runbook's constraints the seed breaks: constraint -> (logical table, the seed's anomaly
+# that breaks it)
+SEEDED_VIOLATIONS = {
+    "chk_wallet_balance_non_negative": ("Wallet", "negative_wallet_balances"),
+    "chk_wallet_diamonds_non_negative": ("Wallet", "negative_wallet_diamonds"),
+    "chk_wallet_tx_amount_nonzero": ("WalletTransaction", "zero_amount_wallet_transactions"),
+    "chk_giftsend_not_self": ("GiftSend", "self_gifts"),
+    "chk_room_currentmembers_valid": ("Room", "rooms_over_capacity"),
+    "chk_follow_not_self": ("Follow", "self_follows"),
+    "chk_user_email_format": ("User", "invalid_emails"),
+    "chk_user_username_format": ("User", "invalid_usernames"),
+}
 
 
 Query = str | sql.SQL | sql.Composed
@@ -130,6 +164,16 @@ def rows(info: ConnInfo, query: Query, params: tuple[object, ...] = ()) -> list[
         return list(conn.execute(_statement(query), params).fetchall())
 
 
+def drop_app_roles(server: PgServer, info: ConnInfo) -> None:
+    """Remove the cluster-wide roles a test left (their privileges in ``info`` first)."""
+    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        for role in APP_ROLES:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    for role in APP_ROLES:
+        server.drop_role(role)
+
+
 def _statement(query: Query) -> sql.SQL | sql.Composed:
     return sql.SQL(query) if isinstance(query, str) else query
 
@@ -140,6 +184,15 @@ class Template:
 
     name: str
     report: SeedReport
+
+
+class SeededDb(NamedTuple):
+    """The ``seeded_db`` fixture: a fresh clone of the seeded reference database in one
+    naming, and the manifest of the anomalies its seed injected (``SeedReport.anomalies``)."""
+
+    info: ConnInfo
+    naming: Naming
+    anomalies: dict[str, Any]
 
 
 def execute(info: ConnInfo, query: str) -> None:

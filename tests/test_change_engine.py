@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,35 +24,26 @@ from pgrunbook.change.steps import STEPS, select
 from pgrunbook.change.steps.constraints.fix import fix_constraints
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
-from pgrunbook.reference import Naming
-from tests.support import PgServer, Template, execute, rows, scalar, schema_dump, url
+from tests.support import (
+    PgServer,
+    SeededDb,
+    drop_app_roles,
+    execute,
+    rows,
+    scalar,
+    schema_dump,
+    url,
+)
 from tests.test_discover_reference import CONSTRAINT_OF
 
-APP_ROLES = ("app_user", "app_readonly", "app_admin")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def drop_app_roles(server: PgServer, info: ConnInfo) -> None:
-    """Remove the cluster-wide roles a test left (their privileges in ``info`` first)."""
-    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        for role in APP_ROLES:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-    for role in APP_ROLES:
-        server.drop_role(role)
-
-
-@pytest.fixture(params=[Naming.PRISMA, Naming.SNAKE], ids=["prisma", "snake"])
-def seeded(
-    request: pytest.FixtureRequest,
-    make_db: object,
-    templates: dict[Naming, Template],
-    pg_server: PgServer,
-) -> Iterator[tuple[ConnInfo, Template]]:
-    template = templates[request.param]
-    info = make_db(template.name)  # type: ignore[operator]
-    yield info, template
-    drop_app_roles(pg_server, info)
+@pytest.fixture
+def seeded(seeded_db: SeededDb, pg_server: PgServer) -> Iterator[SeededDb]:
+    """``seeded_db``, then the app roles the test made dropped."""
+    yield seeded_db
+    drop_app_roles(pg_server, seeded_db.info)
 
 
 @pytest.fixture
@@ -83,21 +75,20 @@ def context(info: ConnInfo, tmp_path: Path | None = None) -> AbstractContextMana
     return engine.open_context(info, load_profile(), options=options)
 
 
-def violated(template: Template) -> set[str]:
+def violated(anomalies: dict[str, Any]) -> set[str]:
     """The runbook constraints the seed's injected defects break."""
-    anomalies = template.report.anomalies
     return {name for kind, name in CONSTRAINT_OF.items() if anomalies.get(kind)}
 
 
 def test_apply_all_then_rollback_restores_schema_and_data(
-    seeded: tuple[ConnInfo, Template], pg_server: PgServer, tmp_path: Path
+    seeded: SeededDb, pg_server: PgServer, tmp_path: Path
 ) -> None:
-    info, template = seeded
+    info, _, anomalies = seeded
     dump_before, sums_before = schema_dump(pg_server, info), checksums(info)
     with context(info, tmp_path) as ctx:
         report = engine.apply_steps(ctx, STEPS)
         refused = {r.object.rsplit(".", 1)[-1] for run in report.runs for r in run.plan.refused}
-        assert refused == violated(template)
+        assert refused == violated(anomalies)
         assert report.exit_code == 1 and report.changed > 30
         constraints = {
             str(r[0])
@@ -105,8 +96,8 @@ def test_apply_all_then_rollback_restores_schema_and_data(
                 "SELECT conname FROM pg_constraint WHERE conname LIKE 'chk\\_%'"
             )
         }
-        assert constraints.isdisjoint(violated(template))
-        assert len(constraints) == 12 - len(violated(template))
+        assert constraints.isdisjoint(violated(anomalies))
+        assert len(constraints) == 12 - len(violated(anomalies))
 
         again = engine.apply_steps(ctx, STEPS)
         assert again.changed == 0
@@ -133,14 +124,12 @@ def test_apply_all_then_rollback_restores_schema_and_data(
     assert rows(info, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, 'app_')") == []
 
 
-def test_fix_then_apply_passes_every_verification(
-    seeded: tuple[ConnInfo, Template], tmp_path: Path
-) -> None:
-    info, template = seeded
+def test_fix_then_apply_passes_every_verification(seeded: SeededDb, tmp_path: Path) -> None:
+    info, _, anomalies = seeded
     with context(info, tmp_path) as ctx:
         engine.apply_steps(ctx, select(["audit"]))
         fixes = fix_constraints(ctx, (), dry_run=False)
-        assert {f.constraint for f in fixes if f.rows_changed} == violated(template)
+        assert {f.constraint for f in fixes if f.rows_changed} == violated(anomalies)
         report = engine.apply_steps(ctx, STEPS)
         assert report.exit_code == 0 and report.refused == 0
         checks = engine.verify_steps(ctx, STEPS)

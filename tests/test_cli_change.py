@@ -27,24 +27,22 @@ from pgrunbook.profile import load_profile
 from pgrunbook.profile.load import builtin_text
 from pgrunbook.reference import Naming
 from pgrunbook.sqlexport import script_names
-from tests.support import PgServer, Template, execute, rows, run_psql, url
+from tests.support import (
+    APP_ROLES,
+    SEEDED_VIOLATIONS,
+    PgServer,
+    Template,
+    drop_app_roles,
+    execute,
+    rows,
+    run_psql,
+    url,
+)
 
 STEPS = ["indexes", "triggers", "audit", "roles", "constraints"]
-APP_ROLES = ("app_user", "app_readonly", "app_admin")
 OPERATION_KEYS = {"object", "sql", "transactional", "lock", "reverse_sql", "why"}
 PROFILE = load_profile()
 INDEXES = {spec.name: spec.table for spec in PROFILE.indexes}
-# constraint -> (logical table, the seed's anomaly that breaks it)
-SEEDED = {
-    "chk_wallet_balance_non_negative": ("Wallet", "negative_wallet_balances"),
-    "chk_wallet_diamonds_non_negative": ("Wallet", "negative_wallet_diamonds"),
-    "chk_wallet_tx_amount_nonzero": ("WalletTransaction", "zero_amount_wallet_transactions"),
-    "chk_giftsend_not_self": ("GiftSend", "self_gifts"),
-    "chk_room_currentmembers_valid": ("Room", "rooms_over_capacity"),
-    "chk_follow_not_self": ("Follow", "self_follows"),
-    "chk_user_email_format": ("User", "invalid_emails"),
-    "chk_user_username_format": ("User", "invalid_usernames"),
-}
 NEON_POOLED = (
     "postgresql://neondb_owner:N3onPw@ep-wild-sun-a1b2c3-pooler.eu-central-1.aws.neon.tech"
     "/neondb?sslmode=require&pgbouncer=true&connection_limit=1"
@@ -107,16 +105,6 @@ class Cli:
         code = run([*args, *dsn])
         out, err = self.capsys.readouterr()
         return Result(code, out, err)
-
-
-def drop_app_roles(server: PgServer, info: ConnInfo) -> None:
-    """Remove the cluster-wide roles a test left (their privileges in ``info`` first)."""
-    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        for role in APP_ROLES:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-    for role in APP_ROLES:
-        server.drop_role(role)
 
 
 @pytest.fixture
@@ -244,10 +232,11 @@ def test_plan_prints_the_contract_and_changes_nothing(
     )
     refused = {r["object"] for r in steps["constraints"]["refused"]}
     assert refused == {
-        f"constraint public.{naming.table(table)}.{name}" for name, (table, _) in SEEDED.items()
+        f"constraint public.{naming.table(table)}.{name}"
+        for name, (table, _) in SEEDED_VIOLATIONS.items()
     }
     planned = " ".join(op["object"] for op in steps["constraints"]["operations"])
-    assert not any(name in planned for name in SEEDED)
+    assert not any(name in planned for name in SEEDED_VIOLATIONS)
     roles = [op for op in steps["roles"]["operations"] if op["sql"].startswith("CREATE ROLE")]
     assert [op["object"] for op in roles] == [f"role {r}" for r in APP_ROLES]
 
@@ -265,7 +254,7 @@ def test_plan_sql_step_selection_and_unknown_step(
     for name in INDEXES:
         assert f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON ' in result.out
     assert "-- undo: DROP INDEX CONCURRENTLY IF EXISTS" in result.out
-    for name in SEEDED:
+    for name in SEEDED_VIOLATIONS:
         assert f".{name}: " in result.out  # refused, as a comment
     assert "--   fix: pgrunbook fix constraints --yes" in result.out
     assert_secret(result, db.password)
@@ -335,7 +324,7 @@ def test_apply_fix_verify_status_drift_and_rollback(
     # apply: everything but the violated constraints; the passwords go to the file only
     applied = cli("apply", "--yes", "--passwords-file", str(secrets_file))
     assert applied.code == 1, applied.err
-    for name, (table, _) in SEEDED.items():
+    for name, (table, _) in SEEDED_VIOLATIONS.items():
         assert f"refused constraint public.{table}.{name}: " in applied.text
     assert "fix: pgrunbook fix constraints --yes" in applied.text
     assert "indexes: changed 15" in applied.text
@@ -353,7 +342,7 @@ def test_apply_fix_verify_status_drift_and_rollback(
     assert set(document) == {"checks", "passed"} and document["passed"] is False
     assert {c["step"] for c in document["checks"] if not c["passed"]} == {"constraints"}
     failed = " ".join(c["name"] for c in document["checks"] if not c["passed"])
-    assert all(name in failed for name in SEEDED)
+    assert all(name in failed for name in SEEDED_VIOLATIONS)
     logins = [c for c in document["checks"] if c["name"].endswith(" privileges")]
     assert len(logins) == 3
     assert all(c["passed"] and c["details"]["method"] == "login" for c in logins)
@@ -373,10 +362,10 @@ def test_apply_fix_verify_status_drift_and_rollback(
     preview = cli("fix", "constraints", "--dry-run", "--json")
     assert preview.code == 0
     fixes = {f["constraint"]: f for f in preview.json()["fixes"]}
-    for name, (_, anomaly) in SEEDED.items():
+    for name, (_, anomaly) in SEEDED_VIOLATIONS.items():
         assert fixes[name]["violations"] == manifest[anomaly], name
         assert fixes[name]["rows_changed"] == 0 and fixes[name]["sql"]
-    total = sum(manifest[anomaly] for _, anomaly in SEEDED.values())
+    total = sum(manifest[anomaly] for _, anomaly in SEEDED_VIOLATIONS.values())
     human = cli("fix", "constraints", "--dry-run")
     assert human.code == 0
     assert f"Dry run: {total} row(s) would be changed; nothing was changed." in human.text
@@ -441,7 +430,7 @@ def test_apply_json_then_rollback_in_snake_case(
     assert applied.code == 1
     document = applied.json()  # stdout holds the JSON document and nothing else
     assert {"dry_run", "steps", "changed", "refused", "seconds"} <= set(document)
-    assert document["dry_run"] is False and document["refused"] == len(SEEDED)
+    assert document["dry_run"] is False and document["refused"] == len(SEEDED_VIOLATIONS)
     assert [s["step"] for s in document["steps"]] == STEPS
     assert document["changed"] == sum(
         1 for s in document["steps"] for a in s["applied"] if a["skipped"] is None

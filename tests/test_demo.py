@@ -26,21 +26,10 @@ from pgrunbook.errors import PgRunbookError
 from pgrunbook.explainplan import explain_analyze
 from pgrunbook.profile import load_profile
 from pgrunbook.reference.naming import Naming
-from tests.support import execute, scalar
+from tests.support import APP_ROLES, execute, scalar
+from tests.test_discover_reference import CONSTRAINT_OF
 
 ROOM_HISTORY_INDEX: Final = "idx_message_room_created_desc"
-APP_ROLES: Final = {"app_user", "app_readonly", "app_admin"}
-# the seed's injected defects (defects_found_by_sql) and the constraint each one breaks
-VIOLATIONS: Final = {
-    "negative_wallet_balances": "chk_wallet_balance_non_negative",
-    "negative_wallet_diamonds": "chk_wallet_diamonds_non_negative",
-    "zero_amount_wallet_transactions": "chk_wallet_tx_amount_nonzero",
-    "self_follows": "chk_follow_not_self",
-    "self_gifts": "chk_giftsend_not_self",
-    "invalid_emails": "chk_user_email_format",
-    "invalid_usernames": "chk_user_username_format",
-    "rooms_over_capacity": "chk_room_currentmembers_valid",
-}
 PRISMA_ROOM_HISTORY: Final = (
     'SELECT * FROM "public"."Message" WHERE "roomId" = (SELECT "id" FROM "public"."Room" '
     'LIMIT 1) ORDER BY "createdAt" DESC LIMIT 50'
@@ -87,7 +76,7 @@ def _check_runbook(document: dict[str, Any], server: LocalServer) -> dict[str, s
 
     defects = document["defects_found_by_sql"]
     fixed = {f["constraint"]: f["rows_changed"] for f in document["fixes"] if f["rows_changed"]}
-    assert fixed == {name: defects[kind] for kind, name in VIOLATIONS.items() if defects[kind]}
+    assert fixed == {name: defects[kind] for kind, name in CONSTRAINT_OF.items() if defects[kind]}
     assert all(f["audit_rows"] == f["rows_changed"] for f in document["fixes"])
 
     verify = document["verify"]
@@ -118,7 +107,7 @@ def _check_runbook(document: dict[str, Any], server: LocalServer) -> dict[str, s
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(document["roles_created"]) == sorted(APP_ROLES)
     passwords = _passwords(path)
-    assert set(passwords) == APP_ROLES
+    assert set(passwords) == set(APP_ROLES)
     for role, password in passwords.items():
         assert _login(server, role, password) == role
     return passwords
@@ -197,7 +186,7 @@ def test_demo_human_output_snake_case_stops_the_server(
     passwords_file = data_dir / PASSWORDS_FILE
     assert f"are in {passwords_file} (mode 0600" in out
     passwords = _passwords(passwords_file)
-    assert set(passwords) == APP_ROLES
+    assert set(passwords) == set(APP_ROLES)
     for password in passwords.values():
         assert password not in captured.out and password not in captured.err
     assert not LocalServer(data_dir).is_running()

@@ -14,26 +14,7 @@ from pgrunbook.profile import load_profile
 from pgrunbook.profile.load import parse_profile
 from pgrunbook.profile.model import RenderedIndex
 from pgrunbook.resolve import find_table
-from tests.support import rows
-
-# The runbook's section 6 "Rollback Indexes", in its order.
-RUNBOOK_INDEXES = [
-    "idx_message_room_created_desc",
-    "idx_message_sender_created_desc",
-    "idx_message_room_active",
-    "idx_giftsend_room_created_desc",
-    "idx_giftsend_receiver_created_desc",
-    "idx_giftsend_sender_created_desc",
-    "idx_wallet_tx_wallet_created_desc",
-    "idx_wallet_tx_wallet_type_created",
-    "idx_roommember_room_active",
-    "idx_follow_following_created",
-    "idx_follow_follower_created",
-    "idx_notification_user_unread",
-    "idx_room_public_active",
-    "idx_report_pending",
-    "idx_refreshtoken_expires_active",
-]
+from tests.support import RUNBOOK_INDEXES, rows
 
 
 def test_the_profile_has_the_runbooks_fifteen_indexes() -> None:

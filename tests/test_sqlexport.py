@@ -33,7 +33,15 @@ from pgrunbook.sqlexport import (
 )
 from pgrunbook.sqlexport.explain import explain_queries
 from pgrunbook.sqlexport.write import RENDERERS
-from tests.support import Template, execute, leave_failed_unique_build, rows, run_psql, scalar
+from tests.support import (
+    SeededDb,
+    Template,
+    execute,
+    leave_failed_unique_build,
+    rows,
+    run_psql,
+    scalar,
+)
 
 NAMINGS: Final = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
 EXPECTED_FILES: Final = [
@@ -201,16 +209,8 @@ def test_refuses_to_overwrite_without_overwrite(db: ConnInfo, tmp_path: Path) ->
 # -- 01 discovery ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
-def test_discovery_shows_the_seeded_anomalies(
-    request: pytest.FixtureRequest,
-    fixture: str,
-    naming: Naming,
-    templates: dict[Naming, Template],
-    tmp_path: Path,
-) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
-    manifest = templates[naming].report.anomalies
+def test_discovery_shows_the_seeded_anomalies(seeded_db: SeededDb, tmp_path: Path) -> None:
+    info, naming, manifest = seeded_db
     table, col = naming.table, naming.column
     # A clone starts without statistics: ANALYZE counts the dead tuples the seed left in
     # Wallet (its dead-tuple anomaly); and a failed build leaves an INVALID index.
@@ -315,11 +315,10 @@ def _vacuumed(info: ConnInfo) -> dict[str, tuple[int, int]]:
     return {str(r[0]): (int(str(r[1])), int(str(r[2]))) for r in found}
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
 def test_maintenance_analyzes_and_vacuums_the_high_traffic_tables(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming, tmp_path: Path
+    seeded_db: SeededDb, tmp_path: Path
 ) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)  # a fresh clone: no statistics yet
+    info, naming, _ = seeded_db  # a fresh clone: no statistics yet
     scripts = export(info, tmp_path)
     before = table_rows(info)
     assert {counts for counts in _vacuumed(info).values()} == {(0, 0)}
@@ -340,16 +339,10 @@ def test_maintenance_analyzes_and_vacuums_the_high_traffic_tables(
 # -- 08 cleanup -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
 def test_cleanup_dry_run_counts_what_the_retention_check_counts(
-    request: pytest.FixtureRequest,
-    fixture: str,
-    naming: Naming,
-    templates: dict[Naming, Template],
-    tmp_path: Path,
+    seeded_db: SeededDb, tmp_path: Path
 ) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
-    manifest = templates[naming].report.anomalies
+    info, _, manifest = seeded_db
     scripts = export(info, tmp_path)
     before = table_rows(info)
 
@@ -478,11 +471,10 @@ def test_monitoring_shows_a_lock_wait_and_guards_pg_stat_statements(
 # -- 10 EXPLAIN ANALYZE ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
 def test_explain_templates_run_and_room_history_uses_its_index(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming, tmp_path: Path
+    seeded_db: SeededDb, tmp_path: Path
 ) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
+    info, naming, _ = seeded_db
     table, col = naming.table, naming.column
     with context(info) as ctx:
         queries, skipped = explain_queries(ctx)

@@ -30,22 +30,11 @@ from pgrunbook.errors import ConfigError
 from pgrunbook.locking import LockBudgetExceeded
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import Template, execute, rows, run_psql, scalar
+from tests.support import SEEDED_VIOLATIONS, SeededDb, Template, execute, rows, run_psql, scalar
 
 NAMINGS = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
 FAST = ApplyPolicy(lock_timeout_ms=100, budget_seconds=10, poll_seconds=0.05)
 
-# constraint -> (logical table, the seed's anomaly that breaks it)
-SEEDED = {
-    "chk_wallet_balance_non_negative": ("Wallet", "negative_wallet_balances"),
-    "chk_wallet_diamonds_non_negative": ("Wallet", "negative_wallet_diamonds"),
-    "chk_wallet_tx_amount_nonzero": ("WalletTransaction", "zero_amount_wallet_transactions"),
-    "chk_giftsend_not_self": ("GiftSend", "self_gifts"),
-    "chk_room_currentmembers_valid": ("Room", "rooms_over_capacity"),
-    "chk_follow_not_self": ("Follow", "self_follows"),
-    "chk_user_email_format": ("User", "invalid_emails"),
-    "chk_user_username_format": ("User", "invalid_usernames"),
-}
 CLEAN = {
     "chk_gift_price_positive": "Gift",
     "chk_giftsend_quantity_positive": "GiftSend",
@@ -132,19 +121,15 @@ def table_digest(info: ConnInfo, naming: Naming) -> dict[str, str]:
 # -- plan ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
-def test_plan_refuses_exactly_the_injected_violations(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming, templates: dict[Naming, Template]
-) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
-    manifest = templates[naming].report.anomalies
+def test_plan_refuses_exactly_the_injected_violations(seeded_db: SeededDb) -> None:
+    info, naming, manifest = seeded_db
     before = table_digest(info, naming)
     with context(info) as ctx:
         result = plan(ctx)
 
     refused = {r.details["constraint"]: r for r in result.refused}
-    assert set(refused) == set(SEEDED)
-    for name, (logical, anomaly) in SEEDED.items():
+    assert set(refused) == set(SEEDED_VIOLATIONS)
+    for name, (logical, anomaly) in SEEDED_VIOLATIONS.items():
         refusal = refused[name]
         count = manifest[anomaly]
         assert count > 0
@@ -229,11 +214,8 @@ def test_declared_locks_are_the_locks_the_server_takes(db: ConnInfo) -> None:
 # -- apply, verify, rollback -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
-def test_apply_adds_only_the_clean_constraints_and_rolls_back(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming
-) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
+def test_apply_adds_only_the_clean_constraints_and_rolls_back(seeded_db: SeededDb) -> None:
+    info, naming, _ = seeded_db
     before = rows(info, ALL_CONSTRAINTS_SQL)
     digest = table_digest(info, naming)
     with context(info) as ctx:
@@ -246,7 +228,7 @@ def test_apply_adds_only_the_clean_constraints_and_rolls_back(
         assert again.present == [
             f"constraint public.{naming.table(t)}.{n}" for n, t in CLEAN.items()
         ]
-        assert {r.details["constraint"] for r in again.refused} == set(SEEDED)
+        assert {r.details["constraint"] for r in again.refused} == set(SEEDED_VIOLATIONS)
         results = {v.name: v for v in verify(ctx)}
         assert len(results) == 12
         for name, logical in CLEAN.items():
@@ -254,7 +236,7 @@ def test_apply_adds_only_the_clean_constraints_and_rolls_back(
             assert check.passed and check.details["validated"] is True
             assert check.details["table"] == f"public.{naming.table(logical)}"
             assert check.details["definition"].startswith("CHECK (")
-        for name in SEEDED:
+        for name in SEEDED_VIOLATIONS:
             assert results[f"constraint {name}"].passed is False
             assert results[f"constraint {name}"].details["definition"] is None
 
@@ -273,14 +255,14 @@ def test_add_not_valid_adds_them_anyway_and_an_app_update_then_fails(db: ConnInf
         wallet = next(op for op in adds if op.object.endswith(".chk_wallet_balance_non_negative"))
         assert "--add-not-valid" in wallet.why and "4 rows violate it" in wallet.why
         assert {r.object for r in result.refused} == {
-            f"validate public.{t}.{n}" for n, (t, _) in SEEDED.items()
+            f"validate public.{t}.{n}" for n, (t, _) in SEEDED_VIOLATIONS.items()
         }
         assert all(r.reason.startswith("not validated: ") for r in result.refused)
         apply(ctx, result.operations)
 
         state = checks(db)
         assert {n for n, (_, valid) in state.items() if valid} == set(CLEAN)
-        assert {n for n, (_, valid) in state.items() if not valid} == set(SEEDED)
+        assert {n for n, (_, valid) in state.items() if not valid} == set(SEEDED_VIOLATIONS)
 
         # the consequence: an app UPDATE of a violating row fails, even touching only updatedAt
         bad = str(scalar(db, 'SELECT id FROM "Wallet" WHERE balance < 0 ORDER BY id LIMIT 1'))
@@ -295,7 +277,7 @@ def test_add_not_valid_adds_them_anyway_and_an_app_update_then_fails(db: ConnInf
 
         # NOT VALID and still violated: refused; once the rows are fixed: validated
         again = plan(ctx)
-        assert again.operations == [] and len(again.refused) == len(SEEDED)
+        assert again.operations == [] and len(again.refused) == len(SEEDED_VIOLATIONS)
         execute(db, 'UPDATE "Wallet" SET balance = 0 WHERE balance < 0')
         ctx.refresh()
         fixed = plan(ctx)
@@ -312,12 +294,12 @@ def test_fix_after_add_not_valid_then_the_rest_is_validation(db: ConnInfo) -> No
         apply(ctx, plan(ctx).operations)
         results = fix_constraints(ctx, dry_run=False)
         assert sum(r.rows_changed for r in results) > 0
-        assert all(r.skipped is None for r in results if r.constraint in SEEDED)
+        assert all(r.skipped is None for r in results if r.constraint in SEEDED_VIOLATIONS)
         ctx.refresh()
         result = plan(ctx)
         assert result.refused == []
         assert {op.object for op in result.operations} == {
-            f"validate public.{t}.{n}" for n, (t, _) in SEEDED.items()
+            f"validate public.{t}.{n}" for n, (t, _) in SEEDED_VIOLATIONS.items()
         }
         apply(ctx, result.operations)
         assert all(v.passed for v in verify(ctx))
@@ -343,7 +325,7 @@ def test_fix_dry_run_changes_nothing(db: ConnInfo, templates: dict[Naming, Templ
     with context(db) as ctx:
         results = {r.constraint: r for r in fix_constraints(ctx, dry_run=True)}
     assert len(results) == 12
-    for name, (_, anomaly) in SEEDED.items():
+    for name, (_, anomaly) in SEEDED_VIOLATIONS.items():
         result = results[name]
         assert (result.violations, result.rows_changed, result.audit_rows) == (
             manifest[anomaly], 0, 0)  # fmt: skip
@@ -357,12 +339,8 @@ def test_fix_dry_run_changes_nothing(db: ConnInfo, templates: dict[Naming, Templ
     assert scalar(db, f"SELECT count(*) FROM {ident(audit)}") == 0
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
-def test_fix_repairs_every_violation_then_all_twelve_are_added(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming, templates: dict[Naming, Template]
-) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
-    manifest = templates[naming].report.anomalies
+def test_fix_repairs_every_violation_then_all_twelve_are_added(seeded_db: SeededDb) -> None:
+    info, naming, manifest = seeded_db
     audit = ident(create_audit_table(info, naming))
     col = {logical: ident(naming.column(logical)) for logical in AUDIT_COLUMNS}
     wallets = ident(naming.table("Wallet"))
@@ -374,7 +352,7 @@ def test_fix_repairs_every_violation_then_all_twelve_are_added(
     follows_before = scalar(info, f"SELECT count(*) FROM {follows}")
     with context(info) as ctx:
         results = {r.constraint: r for r in fix_constraints(ctx, dry_run=False)}
-        for name, (_, anomaly) in SEEDED.items():
+        for name, (_, anomaly) in SEEDED_VIOLATIONS.items():
             fixed = results[name]
             assert fixed.skipped is None, fixed.skipped
             assert fixed.rows_changed == manifest[anomaly], name
@@ -392,7 +370,7 @@ def test_fix_repairs_every_violation_then_all_twelve_are_added(
         per_constraint: dict[str, int] = {}
         for constraint, *_ in audited:
             per_constraint[str(constraint)] = per_constraint.get(str(constraint), 0) + 1
-        assert per_constraint == {n: manifest[a] for n, (_, a) in SEEDED.items()}
+        assert per_constraint == {n: manifest[a] for n, (_, a) in SEEDED_VIOLATIONS.items()}
         balances = {
             str(entity): (cast(dict[str, Any], old), cast(dict[str, Any], new))
             for constraint, _, entity, old, new, _ in audited
@@ -610,16 +588,8 @@ def psql(info: ConnInfo, path: Path) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
-def test_exported_scripts_run_with_psql(
-    request: pytest.FixtureRequest,
-    fixture: str,
-    naming: Naming,
-    templates: dict[Naming, Template],
-    tmp_path: Path,
-) -> None:
-    info: ConnInfo = request.getfixturevalue(fixture)
-    manifest = templates[naming].report.anomalies
+def test_exported_scripts_run_with_psql(seeded_db: SeededDb, tmp_path: Path) -> None:
+    info, naming, manifest = seeded_db
     with context(info) as ctx:
         script = STEP.export(ctx)
     forward, rollback = tmp_path / "06.sql", tmp_path / "rollback_06.sql"
@@ -630,12 +600,14 @@ def test_exported_scripts_run_with_psql(
 
     # with the seeded violations: warnings and listing queries, only the clean ones added
     out = psql(info, forward)
-    for name, (logical, anomaly) in SEEDED.items():
+    for name, (logical, anomaly) in SEEDED_VIOLATIONS.items():
         table = naming.table(logical)
         assert f"WARNING: {manifest[anomaly]} rows violate {name} on public.{table}" in out
     # each printed query runs as printed (the email pattern's backslash survives psql)
     queries = [line for line in out.splitlines() if line.startswith("SELECT * FROM")]
-    assert [len(listed(info, q)) for q in queries] == [manifest[a] for _, a in SEEDED.values()]
+    assert [len(listed(info, q)) for q in queries] == [
+        manifest[a] for _, a in SEEDED_VIOLATIONS.values()
+    ]
     assert {n: v for n, (_, v) in checks(info).items()} == dict.fromkeys(CLEAN, True)
 
     # with the violations fixed: all twelve, and a second run changes nothing
@@ -644,7 +616,9 @@ def test_exported_scripts_run_with_psql(
         fix_constraints(ctx, dry_run=False)
     psql(info, forward)
     assert "WARNING" not in psql(info, forward)
-    assert {n: v for n, (_, v) in checks(info).items()} == dict.fromkeys([*SEEDED, *CLEAN], True)
+    assert {n: v for n, (_, v) in checks(info).items()} == dict.fromkeys(
+        [*SEEDED_VIOLATIONS, *CLEAN], True
+    )
     with context(info) as ctx:
         assert all(v.passed for v in verify(ctx))
 

@@ -7,13 +7,12 @@ stores the UTC wall clock in a ``timestamp`` column (Prisma's DateTime) and ``no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from pgrunbook.change import ApplyPolicy, Journal, Operation, apply_operations
 from pgrunbook.change.engine import open_context
@@ -25,7 +24,7 @@ from pgrunbook.change.steps.triggers.definitions import trigger_name
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import PgServer, Template, execute, rows, run_psql, scalar, schema_dump
+from tests.support import PgServer, SeededDb, execute, rows, run_psql, scalar, schema_dump
 
 PROFILE = load_profile()
 FAST = ApplyPolicy(lock_timeout_ms=100, budget_seconds=5, poll_seconds=0.05)
@@ -80,12 +79,6 @@ def psql(pg_server: PgServer, info: ConnInfo, path: Path) -> None:
     run_psql(info, path, quiet=True)
 
 
-def db_for(
-    naming: Naming, make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]
-) -> ConnInfo:
-    return make_db(templates[naming].name)
-
-
 def trigger_ops(plan: StepPlan) -> dict[str, Operation]:
     return {op.table[1]: op for op in plan.operations if op.table is not None}
 
@@ -112,18 +105,15 @@ def test_trigger_names() -> None:
 # --- plan ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("naming", list(Naming))
-def test_plan_covers_every_updated_at_table(
-    naming: Naming, make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]
-) -> None:
-    info = db_for(naming, make_db, templates)
+def test_plan_covers_every_updated_at_table(seeded_db: SeededDb) -> None:
+    info, naming, manifest = seeded_db
     before = state(info)
     with context(info) as ctx:
         plan = triggers.plan(ctx)
     assert state(info) == before == []  # plan changed nothing (and there was nothing)
 
     expected = {str(r[0]) for r in rows(info, UPDATED_AT_TABLES_SQL)}
-    assert expected == set(templates[naming].report.anomalies["updated_at_without_trigger"])
+    assert expected == set(manifest["updated_at_without_trigger"])
     assert len(expected) == 7
     assert (plan.present, plan.skipped, plan.refused, plan.warnings) == ([], [], [], [])
 
@@ -202,14 +192,8 @@ def test_locks_are_the_ones_postgres_takes(db: ConnInfo) -> None:
 # --- apply, verify, roll back --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("naming", list(Naming))
-def test_round_trip(
-    naming: Naming,
-    make_db: Callable[..., ConnInfo],
-    templates: dict[Naming, Template],
-    pg_server: PgServer,
-) -> None:
-    info = db_for(naming, make_db, templates)
+def test_round_trip(seeded_db: SeededDb, pg_server: PgServer) -> None:
+    info, naming, _ = seeded_db
     dump = schema_dump(pg_server, info)
     with context(info) as ctx:
         plan = triggers.plan(ctx)
@@ -246,14 +230,11 @@ def test_round_trip(
     assert isinstance(newest, datetime) and newest < utc_now() - timedelta(seconds=1)
 
 
-@pytest.mark.parametrize("naming", list(Naming))
-def test_app_session_in_another_time_zone_stores_utc(
-    naming: Naming, make_db: Callable[..., ConnInfo], templates: dict[Naming, Template]
-) -> None:
+def test_app_session_in_another_time_zone_stores_utc(seeded_db: SeededDb) -> None:
     """A session with TimeZone = 'Asia/Tokyo' (UTC+9) updates rows: a timestamp column gets
     the UTC wall clock, a timestamptz column now(); even a value the statement sets is
     overwritten (the runbook's trigger always sets it)."""
-    info = db_for(naming, make_db, templates)
+    info, naming, _ = seeded_db
     users, column = naming.table("User"), naming.column("updatedAt")
     # an ad hoc table of the app's, not in the profile, with a timestamptz column
     execute(
@@ -581,15 +562,8 @@ def test_a_trigger_without_argument_follows_the_column_type(db: ConnInfo) -> Non
 # --- export --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("naming", list(Naming))
-def test_export_runs_with_psql(
-    naming: Naming,
-    make_db: Callable[..., ConnInfo],
-    templates: dict[Naming, Template],
-    pg_server: PgServer,
-    tmp_path: Path,
-) -> None:
-    info = db_for(naming, make_db, templates)
+def test_export_runs_with_psql(seeded_db: SeededDb, pg_server: PgServer, tmp_path: Path) -> None:
+    info = seeded_db.info
     dump = schema_dump(pg_server, info)
     with context(info) as ctx:
         plan = triggers.plan(ctx)

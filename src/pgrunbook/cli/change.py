@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import click
 import psycopg
@@ -24,23 +24,21 @@ from pgrunbook.change.steps import select
 from pgrunbook.cli import change_render as render
 from pgrunbook.cli.build_progress import BuildBars
 from pgrunbook.cli.common import (
+    F,
+    common_options,
     confirm,
     dry_run_option,
-    dsn_option,
     emit_json,
     err_console,
     json_option,
     out_console,
-    profile_option,
-    schema_option,
+    policy_options,
     target_from,
     yes_option,
 )
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.profile import load_profile
 from pgrunbook.target import Target
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 EXISTING_ROLES_SQL: Final = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%(roles)s)"
 
@@ -55,33 +53,6 @@ def _known_steps(
 def steps_argument(func: F) -> F:
     """``[STEP]...``, checked before anything connects; the help lists the step ids."""
     return click.argument("step_ids", metavar="[STEP]...", nargs=-1, callback=_known_steps)(func)
-
-
-def policy_options(func: F) -> F:
-    func = click.option(
-        "--lock-timeout",
-        "lock_timeout_ms",
-        type=click.IntRange(min=1, max=60_000),
-        default=ApplyPolicy.lock_timeout_ms,
-        show_default=True,
-        metavar="MS",
-        help="Longest the app may wait behind one of pgrunbook's locks.",
-    )(func)
-    return click.option(
-        "--budget",
-        "budget_seconds",
-        type=click.FloatRange(min=1),
-        default=ApplyPolicy.budget_seconds,
-        show_default=True,
-        metavar="SECONDS",
-        help="Per operation: how long to wait for blockers and retry before giving up.",
-    )(func)
-
-
-def common_options(func: F) -> F:
-    for option in (dsn_option, schema_option(), profile_option):
-        func = option(func)
-    return func
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from pgrunbook.change.runner import ApplyPolicy
 from pgrunbook.target import Target, resolve_target
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +78,36 @@ def profile_option(func: F) -> F:
         default=None,
         help="Profile file (the app's constraints, retention, ...). Default: the built-in Ali one.",
     )(func)
+
+
+def policy_options(func: F) -> F:
+    """``--lock-timeout`` and ``--budget``: how the commands that change the database wait
+    for locks (``ApplyPolicy``)."""
+    func = click.option(
+        "--lock-timeout",
+        "lock_timeout_ms",
+        type=click.IntRange(min=1, max=60_000),
+        default=ApplyPolicy.lock_timeout_ms,
+        show_default=True,
+        metavar="MS",
+        help="Longest the app may wait behind one of pgrunbook's locks.",
+    )(func)
+    return click.option(
+        "--budget",
+        "budget_seconds",
+        type=click.FloatRange(min=1),
+        default=ApplyPolicy.budget_seconds,
+        show_default=True,
+        metavar="SECONDS",
+        help="Per operation: how long to wait for blockers and retry before giving up.",
+    )(func)
+
+
+def common_options(func: F) -> F:
+    """``--dsn``, ``--schema`` and ``--profile``: where the change commands work."""
+    for option in (dsn_option, schema_option(), profile_option):
+        func = option(func)
+    return func
 
 
 def target_from(dsn: str | None) -> Target:

@@ -15,13 +15,15 @@ from pgrunbook.change.runner import ApplyPolicy
 from pgrunbook.change.steps import constraints as constraints_step
 from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
 from pgrunbook.cli import change_render as render
-from pgrunbook.cli.change import common_options, context, policy_options
+from pgrunbook.cli.change import context
 from pgrunbook.cli.common import (
+    common_options,
     confirm,
     dry_run_option,
     emit_json,
     json_option,
     out_console,
+    policy_options,
     yes_option,
 )
 from pgrunbook.locking import LockPolicy
