@@ -1,0 +1,1 @@
+"""Prisma integration (issue 5): reading schema.prisma, Prisma mode, prisma sync."""
