@@ -163,7 +163,7 @@ def checksums(info: ConnInfo) -> dict[str, tuple[object, ...]]:
 
 def states(result: Result) -> dict[str, str]:
     document = result.json()
-    assert set(document) == {"steps"}
+    assert set(document) == {"steps", "prisma"}
     return {s["step"]: s["state"] for s in document["steps"]}
 
 

@@ -3,19 +3,23 @@
 Prisma's ``relationMode = "prisma"`` and many hand-made schemas have relations with no
 foreign key. A column named ``roomId`` or ``room_id`` whose stem names a table (``Room``,
 ``rooms``) and whose type matches that table's single-column primary key is taken as a
-relation to it.
+relation to it. When the app's ``schema.prisma`` is known, its ``@relation`` declarations
+(``pgrunbook.prisma.relations``) replace that guess: ``with_declared``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from pgrunbook.catalog import Catalog, Constraint, Table
 from pgrunbook.resolve import find_table
 
-Source = Literal["foreign_key", "inferred"]
+# foreign_key: a constraint in the catalog; inferred: guessed from a column name; prisma:
+# declared by an @relation in schema.prisma (with its constraint when the database has one)
+Source = Literal["foreign_key", "inferred", "prisma"]
 
 _ID_SUFFIX: Final = re.compile(r"^(?P<stem>.+?)(?:Id|_id|ID)$")
 
@@ -33,6 +37,10 @@ class Relation:
     @property
     def validated(self) -> bool:
         return self.constraint is not None and self.constraint.validated
+
+    @property
+    def constraint_oid(self) -> int | None:
+        return self.constraint.oid if self.constraint is not None else None
 
     @property
     def label(self) -> str:
@@ -100,3 +108,10 @@ def inferred(catalog: Catalog) -> list[Relation]:
 
 def all_relations(catalog: Catalog) -> list[Relation]:
     return foreign_keys(catalog) + inferred(catalog)
+
+
+def with_declared(catalog: Catalog, declared: Sequence[Relation]) -> list[Relation]:
+    """The relations an app declares (``schema.prisma``), in place of the inferred ones, plus
+    the foreign keys no declaration stands for (a foreign key made outside the schema)."""
+    claimed = {r.constraint.oid for r in declared if r.constraint is not None}
+    return [*declared, *(r for r in foreign_keys(catalog) if r.constraint_oid not in claimed)]

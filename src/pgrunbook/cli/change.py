@@ -33,10 +33,13 @@ from pgrunbook.cli.common import (
     json_option,
     out_console,
     policy_options,
+    prisma_line,
+    prisma_schema_option,
     target_from,
     yes_option,
 )
 from pgrunbook.errors import ConfigError, PgRunbookError
+from pgrunbook.prisma.mode import detect
 from pgrunbook.profile import load_profile
 from pgrunbook.target import Target
 
@@ -408,26 +411,30 @@ def rollback(
 @click.command(short_help="Per step: pending, applied, partial or drifted.")
 @steps_argument
 @common_options
+@prisma_schema_option
 @json_option
 def status(
     step_ids: tuple[str, ...],
     dsn: str | None,
     schema: str | None,
     profile_path: Path | None,
+    prisma_schema: Path | None,
     as_json: bool,
 ) -> None:
     """Show each step's state: pending (nothing applied), applied, partial (some of it, or a
     run was interrupted), drifted (an object pgrunbook made was changed or dropped outside
-    it). Exit code 1 when a step has drifted.
+    it), and whether Prisma mode is on, and why. Exit code 1 when a step has drifted.
 
     STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
     """
     steps = select(step_ids)
     with context(dsn, schema, profile_path, purpose="reading the journal") as (ctx, _):
+        mode = detect(ctx.conn, ctx.schema, Path.cwd(), prisma_schema)
         states = engine.status(ctx, steps)
     if as_json:
-        emit_json({"steps": [s.to_json() for s in states]})
+        emit_json({"steps": [s.to_json() for s in states], "prisma": mode.to_json()})
     else:
         out_console.print(render.statuses(states))
+        out_console.print(escape(prisma_line(mode, ctx.schema)), soft_wrap=True)
     if any(s.state == "drifted" for s in states):
         raise click.exceptions.Exit(1)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pgrunbook.change.runner import ApplyPolicy
+from pgrunbook.prisma.mode import PrismaMode, find_schema
 from pgrunbook.target import Target, resolve_target
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,6 +79,37 @@ def profile_option(func: F) -> F:
         default=None,
         help="Profile file (the app's constraints, retention, ...). Default: the built-in Ali one.",
     )(func)
+
+
+def _existing_schema(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
+    if path is not None:
+        find_schema(Path.cwd(), path)  # a missing path: one line (ConfigError), before connecting
+    return path
+
+
+def prisma_schema_option(func: F) -> F:
+    """``--prisma-schema PATH``: the app's schema.prisma (or a folder of .prisma files)."""
+    return click.option(
+        "--prisma-schema",
+        "prisma_schema",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="PATH",
+        callback=_existing_schema,
+        help="The app's schema.prisma, or its folder of .prisma files. Default: as the Prisma "
+        "CLI finds it (package.json prisma.schema, prisma/schema.prisma, ...).",
+    )(func)
+
+
+def prisma_line(mode: PrismaMode, schema: str) -> str:
+    """One line: whether Prisma mode is on, and why."""
+    if mode.on:
+        relation_mode = f", relationMode {mode.schema.relation_mode}" if mode.schema else ""
+        return f"Prisma mode: on ({'; '.join(mode.reasons)}{relation_mode})"
+    return (
+        f"Prisma mode: off (no {schema}._prisma_migrations table, no Prisma schema found; "
+        "--prisma-schema names one)"
+    )
 
 
 def policy_options(func: F) -> F:

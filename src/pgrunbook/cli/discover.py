@@ -18,6 +18,8 @@ from pgrunbook.cli.common import (
     err_console,
     json_option,
     out_console,
+    prisma_line,
+    prisma_schema_option,
     profile_option,
     schema_option,
     target_from,
@@ -25,6 +27,7 @@ from pgrunbook.cli.common import (
 from pgrunbook.config import load_config
 from pgrunbook.discover import BY_ID, DiscoveryReport, discover
 from pgrunbook.findings import Severity
+from pgrunbook.prisma.mode import detect
 from pgrunbook.profile import load_profile
 from pgrunbook.report import units
 from pgrunbook.report.findings_table import findings_table, not_run_lines, summary_line
@@ -59,6 +62,7 @@ TABLES_SHOWN = 12
     help="Storage limit of your plan in MB (default on a Neon host: 512, the Free plan).",
 )
 @profile_option
+@prisma_schema_option
 @click.option("--verbose", "-v", is_flag=True, help="Show every info finding and every table.")
 @json_option
 def discover_cmd(
@@ -70,6 +74,7 @@ def discover_cmd(
     fail_on: str | None,
     plan_limit_mb: int | None,
     profile_path: Path | None,
+    prisma_schema: Path | None,
     verbose: bool,
     as_json: bool,
 ) -> None:
@@ -79,11 +84,15 @@ def discover_cmd(
     the runbook's constraints, the naming convention, and health: updatedAt triggers,
     sequences, wraparound, cache hit ratios, connections, size, bloat, slow queries. Each
     finding has a severity (info, warning, critical) and, where there is one, its fix.
+    With a Prisma schema (--prisma-schema, or found as the Prisma CLI finds it) the relations
+    it declares replace the ones inferred from column names, and with relationMode =
+    "prisma" relation fields without an index in the schema are reported.
     Exit code 1 with --fail-on when a finding reaches that severity.
     """
     config = load_config(config_path)
     profile = load_profile(profile_path)
     target = target_from(dsn)
+    cwd = Path.cwd()
     with err_console.status("discovering") as status:
         report = discover(
             target.reader(),
@@ -94,6 +103,7 @@ def discover_cmd(
             plan_limit_bytes=plan_limit_mb * 1024 * 1024 if plan_limit_mb else None,
             profile=profile,
             on_check=lambda check: status.update(f"discover: {check.title}"),
+            prisma=lambda conn, name: detect(conn, name, cwd, prisma_schema),
         )
     if as_json:
         emit_json(report.to_json())
@@ -113,6 +123,8 @@ def render(report: DiscoveryReport, *, verbose: bool = False) -> RenderableType:
         f"PostgreSQL {report.server.version}; statistics collected for {age}",
     )
     parts: list[RenderableType] = [header]
+    if report.prisma is not None:
+        parts.append(Text(prisma_line(report.prisma, report.schema) + _declared(report)))
     tables = report.facts.get("tables")
     if tables:
         parts.append(_tables(tables, verbose))
@@ -127,6 +139,20 @@ def render(report: DiscoveryReport, *, verbose: bool = False) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def _declared(report: DiscoveryReport) -> str:
+    """How many of the schema's relations the database has, and which it lacks."""
+    facts = report.facts.get("prisma")
+    if not facts:
+        return ""
+    text = f"; {facts['declared_relations']} relations declared"
+    unmatched = facts["unmatched"]
+    if unmatched:
+        text += ", not matching the database: " + "; ".join(
+            f"{u['model']}.{u['field']} ({u['problem']})" for u in unmatched
+        )
+    return text
 
 
 def _tables(rows: list[dict[str, Any]], verbose: bool) -> RenderableType:

@@ -1,4 +1,6 @@
-"""What every check gets: a read-only connection, the server's facts, the catalog snapshot."""
+"""What every check gets: a read-only connection, the server's facts, the catalog snapshot,
+and the app's relations (from ``schema.prisma`` in Prisma mode, else foreign keys plus the
+ones inferred from column names)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -13,7 +16,11 @@ from psycopg import sql
 
 from pgrunbook.catalog import Catalog
 from pgrunbook.locking import timeouts
+from pgrunbook.prisma.mode import PrismaMode
+from pgrunbook.prisma.model import PrismaSchema
+from pgrunbook.prisma.relations import Declaration, declarations
 from pgrunbook.profile import Profile
+from pgrunbook.relations import Relation, all_relations, with_declared
 from pgrunbook.rows import fetch, fetch_one
 from pgrunbook.serverinfo import ServerInfo
 
@@ -66,6 +73,27 @@ class Context:
     stats: StatsWindow
     profile: Profile
     plan_limit_bytes: int | None = None
+    prisma: PrismaMode | None = None  # None: not looked for (library callers)
+
+    @property
+    def prisma_schema(self) -> PrismaSchema | None:
+        return self.prisma.schema if self.prisma is not None else None
+
+    @cached_property
+    def declarations(self) -> list[Declaration] | None:
+        """The schema.prisma's ``@relation``s matched to the catalog; None without a schema."""
+        schema = self.prisma_schema
+        return declarations(schema, self.catalog) if schema is not None else None
+
+    @cached_property
+    def relations(self) -> list[Relation]:
+        """The relations checks judge: with a Prisma schema, exactly those it declares (source
+        ``prisma``) plus foreign keys it does not declare; else foreign keys plus the ones
+        inferred from ``<table>Id`` / ``<table>_id`` columns."""
+        if self.declarations is None:
+            return all_relations(self.catalog)
+        declared = [d.relation for d in self.declarations if d.relation is not None]
+        return with_declared(self.catalog, declared)
 
     @property
     def version_num(self) -> int:

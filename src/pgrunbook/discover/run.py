@@ -21,6 +21,7 @@ from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.findings import Finding, Severity, exit_code
 from pgrunbook.locking import timeouts
+from pgrunbook.prisma.mode import PrismaMode
 from pgrunbook.profile import Profile, load_profile
 from pgrunbook.serverinfo import ServerInfo, probe
 
@@ -31,6 +32,10 @@ SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
 SESSION_LOCK_TIMEOUT_MS: Final = 5_000
 
 Status = Literal["ran", "skipped", "failed"]
+# Prisma mode for discovery: decided already, or decided on discovery's own session (the
+# database's _prisma_migrations table is one of the reasons), given the connection and the
+# schema name: ``lambda conn, schema: detect(conn, schema, cwd, explicit)``.
+PrismaDetector = Callable[[psycopg.Connection[Any], str], PrismaMode]
 
 
 @dataclass
@@ -64,6 +69,7 @@ class DiscoveryReport:
     checks: list[CheckStatus] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    prisma: PrismaMode | None = None  # None: not looked for
 
     def by_check(self, check_id: str) -> list[Finding]:
         return [f for f in self.findings if f.check == check_id]
@@ -82,6 +88,7 @@ class DiscoveryReport:
             "profile": self.profile,
             "checks": [c.to_json() for c in self.checks],
             "facts": self.facts,
+            "prisma": self.prisma.to_json() if self.prisma is not None else None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -111,11 +118,14 @@ def discover(
     checks: Sequence[Check[Any]] | None = None,
     lock_timeout_ms: int = SESSION_LOCK_TIMEOUT_MS,
     on_check: Callable[[Check[Any]], None] = lambda check: None,
+    prisma: PrismaMode | PrismaDetector | None = None,
 ) -> DiscoveryReport:
     """Run the selected checks read-only and return every finding, worst first per check.
 
     ``checks`` replaces the registry's (for checks of your own); ``only``/``skip`` and the
-    config file's ``enabled = false`` select among the registry's.
+    config file's ``enabled = false`` select among the registry's. ``prisma``: Prisma mode
+    (or how to detect it on the session); with a Prisma schema the relation checks use the
+    relations it declares instead of inferring them from column names.
     """
     config = config or Config()
     if checks is None:
@@ -145,6 +155,7 @@ def discover(
             )
         if plan_limit_bytes is None and server.neon:
             plan_limit_bytes = NEON_FREE_BYTES
+        mode = prisma(conn, schema) if callable(prisma) else prisma
         ctx = Context(
             conn=conn,
             schema=schema,
@@ -153,14 +164,27 @@ def discover(
             stats=stats_window(conn),
             profile=profile or load_profile(),
             plan_limit_bytes=plan_limit_bytes,
+            prisma=mode,
         )
         report = DiscoveryReport(
-            server.database.name, schema, server, ctx.stats, ctx.profile.source
+            server.database.name, schema, server, ctx.stats, ctx.profile.source, prisma=mode
         )
+        if ctx.declarations is not None:
+            report.facts["prisma"] = _declared_facts(ctx)
         for check in checks:
             report.checks.append(_run_one(check, limits[check.id], ctx, report, on_check))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _declared_facts(ctx: Context) -> dict[str, Any]:
+    """How the schema's relations matched the database: counted, and those that did not."""
+    declared = ctx.declarations or []
+    return {
+        "declared_relations": len(declared),
+        "in_database": sum(1 for d in declared if d.relation is not None),
+        "unmatched": [d.to_json() for d in declared if d.problem is not None],
+    }
 
 
 def _catalog(conn: psycopg.Connection[Any], schema: str, lock_timeout_ms: int) -> Catalog:

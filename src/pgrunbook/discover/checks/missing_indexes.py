@@ -3,8 +3,9 @@
 PostgreSQL indexes the referenced side of a foreign key (its key) but not the referencing
 columns. Without an index leading with them, every DELETE or key UPDATE on the parent
 scans the child table under lock, and every join or lookup by them (``WHERE "roomId" =
-$1``) reads the whole table. The same holds for relations with no foreign key at all
-(inferred from ``roomId`` / ``room_id`` columns, see ``pgrunbook.relations``).
+$1``) reads the whole table. The same holds for relations with no foreign key at all:
+those ``schema.prisma`` declares (Prisma mode), else those inferred from ``roomId`` /
+``room_id`` columns (see ``pgrunbook.relations``).
 
 A valid, non-partial btree index whose first n key columns are the relation's n columns,
 in any order, covers it (a hash index covers a single column); expression and partial
@@ -23,7 +24,7 @@ from pgrunbook.catalog import Catalog, Index, Table
 from pgrunbook.discover.check import Check, CheckResult
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
-from pgrunbook.relations import Relation, all_relations
+from pgrunbook.relations import Relation
 
 NAMEDATALEN: Final = 64  # PostgreSQL truncates identifiers to 63 bytes
 
@@ -89,15 +90,16 @@ def _message(relation: Relation, rows: int) -> str:
         what = f"foreign key {relation.constraint.name} ({cols}) -> {relation.parent_name}"
         cost = "deleting or updating a parent row scans this table, and joins on it cannot "
     else:
-        what = f"{cols} refers to {relation.parent_name} (inferred: no foreign key)"
+        how = "declared in schema.prisma" if relation.source == "prisma" else "inferred"
+        what = f"{cols} refers to {relation.parent_name} ({how}: no foreign key)"
         cost = "lookups and joins by it cannot "
     return f"{what} has no index leading with it ({rows:,} rows): {cost}use an index"
 
 
-def findings(catalog: Catalog, limits: Thresholds) -> list[Finding]:
+def findings(catalog: Catalog, relations: list[Relation], limits: Thresholds) -> list[Finding]:
     taken = {t.name for t in catalog} | {i.name for i in catalog.indexes()}
     out = []
-    for relation in all_relations(catalog):
+    for relation in relations:
         child = relation.child
         attnums = _attnums(relation)
         if attnums is None or child.is_partition:  # partitions share their parent's verdict
@@ -132,12 +134,12 @@ def findings(catalog: Catalog, limits: Thresholds) -> list[Finding]:
 
 
 def run(ctx: Context, limits: Thresholds) -> CheckResult:
-    return CheckResult(findings(ctx.catalog, limits))
+    return CheckResult(findings(ctx.catalog, ctx.relations, limits))
 
 
 CHECK = Check(
     id="missing_indexes",
-    title="Foreign keys and inferred relations without an index",
+    title="Foreign keys and inferred or declared relations without an index",
     run=run,
     thresholds=Thresholds(),
 )

@@ -2,7 +2,9 @@
 
 A validated foreign key guarantees there are none. A foreign key added ``NOT VALID`` only
 checks new rows, and a relation kept by the app alone (Prisma's ``relationMode =
-"prisma"``, or a ``roomId`` column nobody declared) checks nothing. For each such relation
+"prisma"``, or a ``roomId`` column nobody declared) checks nothing. The relations are the
+ones ``schema.prisma`` declares in Prisma mode, else foreign keys plus inferred ones
+(``Context.relations``). For each such relation
 this counts the child rows whose key matches no parent row (a NULL key is not an orphan),
 with a few sample ids and the query that lists them, at a bounded cost (see
 ``pgrunbook.violations``).
@@ -18,7 +20,7 @@ from psycopg import sql
 from pgrunbook.discover.check import Check, CheckResult
 from pgrunbook.discover.context import Context
 from pgrunbook.findings import Finding, Severity
-from pgrunbook.relations import Relation, all_relations
+from pgrunbook.relations import Relation
 from pgrunbook.violations import CountLimits, Violations, column, count_violations, source
 
 PARENT: Final = "p"
@@ -38,7 +40,8 @@ class Thresholds(CountLimits):
 
 
 def candidates(relations: list[Relation]) -> list[Relation]:
-    """Relations that do not guarantee their parent exists: NOT VALID or inferred."""
+    """Relations that do not guarantee their parent exists: NOT VALID, or with no foreign key
+    (inferred, or declared in schema.prisma)."""
     return [
         r
         for r in relations
@@ -76,6 +79,8 @@ def _describe(relation: Relation) -> dict[str, Any]:
 def _why(relation: Relation) -> str:
     if relation.constraint is not None:
         return f"foreign key {relation.constraint.name} is NOT VALID"
+    if relation.source == "prisma":
+        return "no foreign key, relation declared in schema.prisma"
     return "no foreign key, relation inferred from the column name"
 
 
@@ -126,7 +131,7 @@ def _finding(
 def run(ctx: Context, limits: Thresholds) -> CheckResult:
     findings = []
     facts = []
-    for relation in candidates(all_relations(ctx.catalog)):
+    for relation in candidates(ctx.relations):
         predicate = orphan_predicate(relation)
         found = count_violations(ctx.conn, relation.child, predicate, limits)
         facts.append(
@@ -145,7 +150,7 @@ def run(ctx: Context, limits: Thresholds) -> CheckResult:
 
 CHECK = Check(
     id="orphans",
-    title="Orphan rows of unvalidated or inferred relations",
+    title="Orphan rows of unvalidated, inferred or declared relations",
     run=run,
     thresholds=Thresholds(),
 )
