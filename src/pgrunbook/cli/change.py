@@ -39,7 +39,7 @@ from pgrunbook.cli.common import (
     yes_option,
 )
 from pgrunbook.errors import ConfigError, PgRunbookError
-from pgrunbook.prisma.mode import detect
+from pgrunbook.prisma.mode import detect, find_schema, has_migrations_table
 from pgrunbook.profile import load_profile
 from pgrunbook.target import Target
 
@@ -211,6 +211,8 @@ def apply(
                 _print_passwords(kept, as_json)
             raise
         kept = passwords.hand_over(report.created_roles())
+        if not dry_run and report.changed:
+            _prisma_hint(ctx, "write these changes as Prisma migrations and schema.prisma edits")
     if as_json:
         document = report.to_json()
         if show_passwords and kept:
@@ -297,6 +299,16 @@ class Passwords:
                 f"cannot write the passwords file {self.path}: {exc.strerror or exc}",
                 "choose a file in a writable directory",
             ) from None
+
+
+def _prisma_hint(ctx: StepContext, what: str) -> None:
+    """In a Prisma project, changes made outside its migrations are drift until synced."""
+    try:
+        prisma = has_migrations_table(ctx.conn, ctx.schema) or find_schema(Path.cwd(), None)[0]
+    except PgRunbookError:  # a broken package.json: the change is done, say nothing more
+        return
+    if prisma:
+        err_console.print(f"note: Prisma mode is on: run 'pgrunbook prisma sync' to {what}")
 
 
 def _before_step(plan: StepPlan, passwords: Passwords, *, quiet: bool) -> None:
@@ -400,6 +412,8 @@ def rollback(
             result = engine.rollback_steps(
                 ctx, steps, dry_run=dry_run, policy=policy, report=_reporter(bars, quiet=as_json)
             )
+        if not dry_run and result.results:
+            _prisma_hint(ctx, "write the inverse migrations and take the schema.prisma edits out")
     if as_json:
         emit_json(result.to_json())
     else:

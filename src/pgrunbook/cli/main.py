@@ -31,6 +31,7 @@ def _register() -> None:
         doctor,
         fix,
         monitor,
+        prisma_cmd,
         profile_cmd,
         seed,
         sql_cmd,
@@ -46,6 +47,7 @@ def _register() -> None:
     cli.add_command(fix.fix)
     cli.add_command(sql_cmd.sql)
     cli.add_command(profile_cmd.profile)
+    cli.add_command(prisma_cmd.prisma)
 
 
 _register()
