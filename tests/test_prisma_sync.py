@@ -452,3 +452,38 @@ def test_recorded_migrations_are_read_in_prisma_order(tmp_path: Path) -> None:
         ("apply", "index public.i\nx"),
         ("rollback", "index public.i\nx"),
     ]
+
+
+def test_cli_rollback_writes_the_inverse_migrations_itself(
+    db: ConnInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In Prisma mode, `pgrunbook rollback` itself writes the inverse of the migrations
+    `prisma sync` wrote, and takes the schema edits out; --no-prisma-sync only says how."""
+    prisma = write_project(Naming.PRISMA, tmp_path)
+    schema_file = str(prisma / "schema.prisma")
+    original = (prisma / "schema.prisma").read_text()
+    dsn = ["--dsn", url(db)]
+    with context(db, tmp_path) as ctx:
+        engine.apply_steps(ctx, select(["indexes", "triggers"]))
+    assert run(["prisma", "sync", "--prisma-schema", schema_file, *dsn]) == 0
+    forward = tree(prisma / "migrations")
+    capsys.readouterr()
+
+    args = ["rollback", "triggers", "--yes", "--prisma-schema", schema_file, *dsn]
+    assert run([*args, "--no-prisma-sync"]) == 0
+    assert "run 'pgrunbook prisma sync'" in capsys.readouterr().err
+    assert tree(prisma / "migrations") == forward  # told, not written
+
+    assert (
+        run(["rollback", "indexes", "--yes", "--json", "--prisma-schema", schema_file, *dsn]) == 0
+    )
+    document = json.loads(capsys.readouterr().out)
+    written = document["prisma_written"]
+    assert len([p for p in written if "_pgrunbook_rollback_" in p]) == 16  # 15 + triggers
+    now = tree(prisma / "migrations")
+    assert {k: now[k] for k in forward} == forward
+    assert (prisma / "schema.prisma").read_text() == original
+    with context(db, tmp_path) as ctx:
+        assert not plan_sync(
+            ctx, read_schema(prisma / "schema.prisma"), prisma / "migrations"
+        ).changes

@@ -301,10 +301,34 @@ class Passwords:
             ) from None
 
 
-def _prisma_hint(ctx: StepContext, what: str) -> None:
+def _prisma_inverse(ctx: StepContext, explicit: Path | None) -> list[Path]:
+    """After a rollback in Prisma mode: when pgrunbook's migrations hold what was undone,
+    write the inverse migrations and take the schema.prisma edits out (prisma sync)."""
+    from pgrunbook.prisma.migrations import read_recorded
+    from pgrunbook.prisma.mode import migrations_dir
+    from pgrunbook.prisma.parse import read_schema
+    from pgrunbook.prisma.sync import plan_sync
+
+    path, _ = find_schema(Path.cwd(), explicit)
+    if path is None:
+        _prisma_hint(
+            ctx, "write the inverse migrations and take the schema.prisma edits out", explicit
+        )
+        return []
+    parsed = read_schema(path)
+    folder = migrations_dir(path, parsed)
+    if not folder.is_dir() or not read_recorded(folder):
+        return []  # pgrunbook never wrote migrations here: nothing to invert
+    written = plan_sync(ctx, parsed, folder).write()
+    for item in written:
+        err_console.print(f"prisma: wrote {item}")
+    return written
+
+
+def _prisma_hint(ctx: StepContext, what: str, explicit: Path | None = None) -> None:
     """In a Prisma project, changes made outside its migrations are drift until synced."""
     try:
-        prisma = has_migrations_table(ctx.conn, ctx.schema) or find_schema(Path.cwd(), None)[0]
+        prisma = has_migrations_table(ctx.conn, ctx.schema) or find_schema(Path.cwd(), explicit)[0]
     except PgRunbookError:  # a broken package.json: the change is done, say nothing more
         return
     if prisma:
@@ -380,6 +404,12 @@ def verify(
 @dry_run_option
 @yes_option
 @policy_options
+@prisma_schema_option
+@click.option(
+    "--no-prisma-sync",
+    is_flag=True,
+    help="In Prisma mode, do not write the inverse migrations (run 'pgrunbook prisma sync' later).",
+)
 @json_option
 def rollback(
     step_ids: tuple[str, ...],
@@ -390,11 +420,15 @@ def rollback(
     yes: bool,
     lock_timeout_ms: int,
     budget_seconds: float,
+    prisma_schema: Path | None,
+    no_prisma_sync: bool,
     as_json: bool,
 ) -> None:
     """Roll back the steps, in reverse order, with the inverse SQL recorded in the journal
     when each change was applied. Only what pgrunbook created is removed, never an object
-    that existed before it. Indexes are dropped CONCURRENTLY.
+    that existed before it. Indexes are dropped CONCURRENTLY. In Prisma mode, when
+    'pgrunbook prisma sync' wrote migrations for these changes, rollback writes the inverse
+    migrations and takes the schema.prisma edits out (never touching existing migrations).
 
     STEP: indexes, triggers, audit, roles, constraints (default: all, in runbook order).
     """
@@ -412,10 +446,16 @@ def rollback(
             result = engine.rollback_steps(
                 ctx, steps, dry_run=dry_run, policy=policy, report=_reporter(bars, quiet=as_json)
             )
+        written: list[Path] = []
         if not dry_run and result.results:
-            _prisma_hint(ctx, "write the inverse migrations and take the schema.prisma edits out")
+            if no_prisma_sync:
+                _prisma_hint(
+                    ctx, "write the inverse migrations and take the edits out", prisma_schema
+                )
+            else:
+                written = _prisma_inverse(ctx, prisma_schema)
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "prisma_written": [str(p) for p in written]})
     else:
         if result.dry_run and result.operations:
             _print_sql(render.rollback_sql(result.operations))
