@@ -461,7 +461,7 @@ def test_apply_json_then_rollback_in_snake_case(
 
     undone = cli("rollback", "--yes", "--json")  # IF EXISTS: what is gone is no error
     assert undone.code == 0
-    assert set(undone.json()) == {"dry_run", "operations", "undone"}
+    assert set(undone.json()) == {"dry_run", "operations", "undone", "prisma_written"}
     assert undone.json()["dry_run"] is False
     assert states(cli("status", "--json")) == dict.fromkeys(STEPS, "pending")
     assert without_journal(catalog(snake)) == without_journal(before)
