@@ -26,10 +26,12 @@ def cli() -> None:
 def _register() -> None:
     from pgrunbook.cli import (
         change,
+        cleanup,
         demo,
         discover,
         doctor,
         fix,
+        maintain,
         monitor,
         prisma_cmd,
         profile_cmd,
@@ -45,6 +47,8 @@ def _register() -> None:
     for command in (change.plan, change.apply, change.verify, change.rollback, change.status):
         cli.add_command(command)
     cli.add_command(fix.fix)
+    cli.add_command(cleanup.cleanup)
+    cli.add_command(maintain.maintain)
     cli.add_command(sql_cmd.sql)
     cli.add_command(profile_cmd.profile)
     cli.add_command(prisma_cmd.prisma)

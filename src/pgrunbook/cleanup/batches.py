@@ -1,0 +1,188 @@
+"""The delete loop: batches by primary key, each its own short transaction.
+
+Each batch picks up to ``batch_size`` matching keys (``FOR UPDATE SKIP LOCKED``, so rows the
+app holds are left for a later run) and deletes them only if they still match: a row changed
+between the pick and the delete is never deleted. An interruption (Ctrl-C, or ``should_stop``)
+lands either inside a batch, whose transaction then rolls back, or between batches; a batch is
+never half done. Running again carries on where it stopped; a finished run deletes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from pgrunbook import __version__
+from pgrunbook.cleanup.policies import ResolvedPolicy
+from pgrunbook.locking import LockPolicy, with_lock_retries
+
+DEFAULT_BATCH_SIZE: Final = 5000
+CLEANUP_LOCKS: Final = LockPolicy(lock_timeout_ms=100, statement_timeout_ms=60_000)
+
+DELETE_SQL: Final = sql.SQL(
+    "DELETE FROM {table} WHERE {key} IN ("
+    "SELECT {key} FROM {table} WHERE {where} ORDER BY {key} LIMIT {limit} "
+    "FOR UPDATE SKIP LOCKED) AND {where}"
+)
+
+RUNS_SQL: Final = """
+CREATE SCHEMA IF NOT EXISTS pgrunbook;
+CREATE TABLE IF NOT EXISTS pgrunbook.cleanup_runs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    policy text NOT NULL,
+    table_name text NOT NULL,
+    predicate text NOT NULL,
+    deleted bigint NOT NULL,
+    batches integer NOT NULL,
+    batch_size integer NOT NULL,
+    interrupted boolean NOT NULL,
+    seconds double precision NOT NULL,
+    run_by text NOT NULL DEFAULT current_user,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    tool_version text NOT NULL
+);
+"""
+
+RECORD_SQL: Final = """
+INSERT INTO pgrunbook.cleanup_runs
+    (policy, table_name, predicate, deleted, batches, batch_size, interrupted, seconds,
+     tool_version)
+VALUES (%(policy)s, %(table)s, %(predicate)s, %(deleted)s, %(batches)s, %(batch_size)s,
+        %(interrupted)s, %(seconds)s, %(version)s)
+"""
+
+VACUUM_SQL: Final = sql.SQL("VACUUM (ANALYZE) {table}")
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    policy: str
+    batch: int
+    deleted: int  # so far, committed
+    seconds: float
+
+
+@dataclass
+class CleanupResult:
+    policy: str
+    table: str
+    batch_size: int
+    deleted: int = 0
+    batches: int = 0  # committed batches that deleted rows
+    seconds: float = 0.0
+    interrupted: bool = False
+    vacuumed: bool = False
+    predicate: str = field(default="", repr=False)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.deleted / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "table": self.table,
+            "deleted": self.deleted,
+            "batches": self.batches,
+            "batch_size": self.batch_size,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "interrupted": self.interrupted,
+            "vacuumed": self.vacuumed,
+        }
+
+
+def delete_statement(policy: ResolvedPolicy, batch_size: int) -> sql.Composed:
+    """One batch's DELETE (the predicate re-checked on the rows it deletes)."""
+    return DELETE_SQL.format(
+        table=policy.ident,
+        key=sql.Identifier(policy.key),
+        where=policy.predicate,
+        limit=sql.Literal(batch_size),
+    )
+
+
+def run_cleanup(
+    conn: psycopg.Connection[Any],
+    policy: ResolvedPolicy,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    sleep_seconds: float = 0.0,
+    locks: LockPolicy = CLEANUP_LOCKS,
+    on_batch: Callable[[BatchProgress], None] = lambda progress: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_batches: int | None = None,
+    vacuum: bool = False,
+    record: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CleanupResult:
+    """Delete ``policy``'s rows in batches on the autocommit connection ``conn``.
+
+    Stops when a batch deletes nothing, after ``max_batches`` batches, when ``should_stop()``
+    is true between batches, or on KeyboardInterrupt (the batch in flight rolls back; the
+    result says ``interrupted``). The run is recorded in ``pgrunbook.cleanup_runs``.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    statement = delete_statement(policy, batch_size)
+    result = CleanupResult(
+        policy.name, policy.table.qualified, batch_size, predicate=policy.predicate.as_string()
+    )
+    started = time.monotonic()
+
+    def batch() -> int:
+        with conn.transaction():
+            return conn.execute(statement).rowcount
+
+    try:
+        while max_batches is None or result.batches < max_batches:
+            if should_stop():
+                result.interrupted = True
+                break
+            deleted = with_lock_retries(
+                conn, batch, locks, what=f"deleting a batch from {policy.table.qualified}"
+            )
+            if deleted <= 0:
+                break
+            result.deleted += deleted
+            result.batches += 1
+            elapsed = time.monotonic() - started
+            on_batch(BatchProgress(policy.name, result.batches, result.deleted, elapsed))
+            if sleep_seconds > 0:
+                sleep(sleep_seconds)
+        else:
+            result.interrupted = True  # max_batches reached: not known to be finished
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.seconds = time.monotonic() - started
+    if record:
+        record_run(conn, result)
+    if vacuum and not result.interrupted:
+        conn.execute(VACUUM_SQL.format(table=policy.ident))
+        result.vacuumed = True
+    return result
+
+
+def record_run(conn: psycopg.Connection[Any], result: CleanupResult) -> None:
+    """Append the run to ``pgrunbook.cleanup_runs`` (created on first use)."""
+    with conn.transaction():
+        conn.execute(RUNS_SQL.encode())
+        conn.execute(
+            RECORD_SQL,
+            {
+                "policy": result.policy,
+                "table": result.table,
+                "predicate": result.predicate,
+                "deleted": result.deleted,
+                "batches": result.batches,
+                "batch_size": result.batch_size,
+                "interrupted": result.interrupted,
+                "seconds": result.seconds,
+                "version": __version__,
+            },
+        )

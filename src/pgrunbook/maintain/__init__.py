@@ -1,0 +1,1 @@
+"""``pgrunbook maintain`` (runbook script 07): VACUUM (ANALYZE) and concurrent reindexing."""
