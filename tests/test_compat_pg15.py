@@ -77,3 +77,36 @@ def test_change_engine_on_postgres_15(pg15: ConnInfo, tmp_path: Path) -> None:
             engine.rollback_steps(ctx, STEPS)
         assert {s.state for s in engine.status(ctx, STEPS)} == {"pending"}
     assert scalar(target, "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, 'app_')") == 0
+
+
+PG_CRON = Path("/usr/lib/postgresql/15/lib/pg_cron.so")
+
+
+@pytest.fixture(scope="module")
+def pg15_cron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnInfo]:
+    """A PostgreSQL 15 server with pg_cron loaded (the schedule's jobs run there)."""
+    if not (PG15.exists() and PG_CRON.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install postgresql-15 and postgresql-15-cron (see .ci/run)")
+        pytest.skip("pg_cron for PostgreSQL 15 not installed (apt-get install postgresql-15-cron)")
+    settings = {"shared_preload_libraries": "'pg_cron'", "cron.database_name": "'postgres'"}
+    server = LocalServer(
+        tmp_path_factory.mktemp("pg15cron") / "data", Binaries.system(15), settings=settings
+    )
+    yield server.start()
+    server.stop()
+
+
+def test_pg_cron_loads_and_schedules_on_postgres_15(pg15_cron: ConnInfo) -> None:
+    with connect(pg15_cron, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        row = conn.execute(
+            "SELECT cron.schedule('pgrunbook-test', '0 3 * * *', 'SELECT 1')"
+        ).fetchone()
+        assert row is not None
+        job = conn.execute(
+            "SELECT schedule, command FROM cron.job WHERE jobname = 'pgrunbook-test'"
+        ).fetchone()
+        assert job == ("0 3 * * *", "SELECT 1")
+        conn.execute("SELECT cron.unschedule('pgrunbook-test')")
+        assert conn.execute("SELECT count(*) FROM cron.job").fetchone() == (0,)
