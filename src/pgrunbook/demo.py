@@ -20,12 +20,17 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors, sql
 
-from pgrunbook.change.engine import ApplyReport, apply_steps, open_context, verify_steps
-from pgrunbook.change.journal import RunLock
+from pgrunbook.change.engine import (
+    ApplyReport,
+    apply_steps,
+    fix_and_apply_constraints,
+    open_context,
+    verify_steps,
+)
 from pgrunbook.change.step import StepContext, StepOptions, Verification
 from pgrunbook.change.steps import STEPS
 from pgrunbook.change.steps import constraints as constraints_step
-from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
+from pgrunbook.change.steps.constraints.fix import FixResult
 from pgrunbook.change.steps.indexes import ROOM_HISTORY_INDEX
 from pgrunbook.change.steps.roles import write_env_file
 from pgrunbook.connect import connect
@@ -179,18 +184,14 @@ def run_runbook(
     early = [s for s in STEPS if s is not constraints_step.STEP]
     log(f"applying {', '.join(s.id for s in early)} (runbook scripts 02-05)")
     first = apply_steps(ctx, early)
-    secrets = {k: v for run in first.runs for k, v in run.plan.secrets.items()}
-    created = first.created_roles()
-    kept = {role: password for role, password in secrets.items() if role in created}
+    kept = first.generated_passwords()
     if kept:
         write_env_file(passwords_file, result.dsn, kept, ctx.profile.roles)
         result.passwords_file = passwords_file
         result.roles_created = sorted(kept)
         log(f"wrote the passwords of {', '.join(sorted(kept))} to {passwords_file} (mode 0600)")
     log("fixing the rows that violate the constraints, then applying them (script 06)")
-    with RunLock(ctx.conn):
-        result.fixes = fix_constraints(ctx, (), dry_run=False)
-        last = apply_steps(ctx, [constraints_step.STEP])
+    result.fixes, last = fix_and_apply_constraints(ctx)
     result.apply = ApplyReport(
         first.runs + last.runs, dry_run=False, seconds=first.seconds + last.seconds
     )

@@ -22,9 +22,12 @@ from pgrunbook.change.operation import Operation
 from pgrunbook.change.refs import RefKind
 from pgrunbook.change.runner import ApplyPolicy, OperationResult, Report, apply_operations
 from pgrunbook.change.step import Step, StepContext, StepOptions, StepPlan, Verification
+from pgrunbook.change.steps import constraints
+from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
 from pgrunbook.connect import connect
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError
+from pgrunbook.locking import LockPolicy
 from pgrunbook.profile.model import Profile
 from pgrunbook.serverinfo import probe
 
@@ -97,6 +100,16 @@ class ApplyReport:
     def refused(self) -> int:
         return sum(len(run.plan.refused) for run in self.runs)
 
+    def generated_passwords(self) -> dict[str, str]:
+        """The generated passwords of the roles this run created (role -> password)."""
+        created = self.created_roles()
+        return {
+            role: password
+            for run in self.runs
+            for role, password in run.plan.secrets.items()
+            if role in created
+        }
+
     def created_roles(self) -> set[str]:
         """The roles this run created (the ones whose generated passwords are in use)."""
         return {
@@ -160,6 +173,19 @@ def apply_steps(
             )
     ctx.refresh()  # callers (fix constraints, verify) see what was just made
     return ApplyReport(runs, dry_run=False, seconds=time.monotonic() - started)
+
+
+def fix_and_apply_constraints(
+    ctx: StepContext, names: Sequence[str] = (), *, policy: ApplyPolicy | None = None
+) -> tuple[list[FixResult], ApplyReport]:
+    """``pgrunbook fix constraints``: repair the rows that violate the constraints (each
+    one's documented fix), then add and validate them, under one run lock."""
+    policy = policy or ApplyPolicy()
+    locks = LockPolicy(lock_timeout_ms=policy.lock_timeout_ms, budget_seconds=policy.budget_seconds)
+    with RunLock(ctx.conn):
+        fixes = fix_constraints(ctx, names, dry_run=False, policy=locks)
+        report = apply_steps(ctx, [constraints.STEP], policy=policy)
+    return fixes, report
 
 
 @dataclass

@@ -305,21 +305,19 @@ def _prisma_inverse(ctx: StepContext, explicit: Path | None) -> list[Path]:
     """After a rollback in Prisma mode: when pgrunbook's migrations hold what was undone,
     write the inverse migrations and take the schema.prisma edits out (prisma sync)."""
     from pgrunbook.prisma.migrations import read_recorded
-    from pgrunbook.prisma.mode import migrations_dir
-    from pgrunbook.prisma.parse import read_schema
+    from pgrunbook.prisma.mode import find_project
     from pgrunbook.prisma.sync import plan_sync
 
-    path, _ = find_schema(Path.cwd(), explicit)
-    if path is None:
+    project = find_project(Path.cwd(), explicit)
+    if project is None:
         _prisma_hint(
             ctx, "write the inverse migrations and take the schema.prisma edits out", explicit
         )
         return []
-    parsed = read_schema(path)
-    folder = migrations_dir(path, parsed)
+    folder = project.migrations_dir
     if not folder.is_dir() or not read_recorded(folder):
         return []  # pgrunbook never wrote migrations here: nothing to invert
-    written = plan_sync(ctx, parsed, folder).write()
+    written = plan_sync(ctx, project.schema, folder).write()
     for item in written:
         err_console.print(f"prisma: wrote {item}")
     return written

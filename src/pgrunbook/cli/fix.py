@@ -10,7 +10,6 @@ from rich.table import Table
 from rich.text import Text
 
 from pgrunbook.change import engine
-from pgrunbook.change.journal import RunLock
 from pgrunbook.change.runner import ApplyPolicy
 from pgrunbook.change.steps import constraints as constraints_step
 from pgrunbook.change.steps.constraints.fix import FixResult, fix_constraints
@@ -26,7 +25,6 @@ from pgrunbook.cli.common import (
     policy_options,
     yes_option,
 )
-from pgrunbook.locking import LockPolicy
 
 
 @click.group(short_help="Repair data so the runbook's changes can be applied.")
@@ -69,10 +67,7 @@ def constraints(
             ):
                 raise click.exceptions.Exit(1)
             policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
-            locks = LockPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
-            with RunLock(ctx.conn):
-                results = fix_constraints(ctx, names, dry_run=False, policy=locks)
-                report = engine.apply_steps(ctx, [constraints_step.STEP], policy=policy)
+            results, report = engine.fix_and_apply_constraints(ctx, names, policy=policy)
     if as_json:
         emit_json(
             {

@@ -18,8 +18,7 @@ from pgrunbook.cli.common import (
     prisma_schema_option,
 )
 from pgrunbook.errors import ConfigError
-from pgrunbook.prisma.mode import find_schema, migrations_dir
-from pgrunbook.prisma.parse import read_schema
+from pgrunbook.prisma.mode import find_project
 from pgrunbook.prisma.sync import SyncPlan, plan_sync
 
 
@@ -64,19 +63,18 @@ def sync(
     back since, the inverse migrations and the edits taken out. Existing migration folders
     are never changed. Prints the `npx prisma migrate resolve --applied` commands to run on
     every database where pgrunbook already did the work. A second run writes nothing."""
-    path, _ = find_schema(Path.cwd(), prisma_schema)
-    if path is None:
+    project = find_project(Path.cwd(), prisma_schema)
+    if project is None:
         raise ConfigError(
             "no Prisma schema found (looked for package.json prisma.schema, "
             "prisma/schema.prisma, schema.prisma, prisma/schema/)",
             "run it in the app's folder or pass --prisma-schema PATH",
         )
-    parsed = read_schema(path)
-    folder = migrations if migrations is not None else migrations_dir(path, parsed)
+    folder = migrations if migrations is not None else project.migrations_dir
     with context(dsn, schema, profile_path, purpose="writing Prisma migrations") as (ctx, _):
         plan = plan_sync(
             ctx,
-            parsed,
+            project.schema,
             folder,
             planned=planned,
             schema_arg=str(prisma_schema) if prisma_schema is not None else None,

@@ -128,6 +128,24 @@ def migrations_dir(schema_path: Path, schema: PrismaSchema) -> Path:
     return home / "migrations"
 
 
+@dataclass(frozen=True)
+class PrismaProject:
+    """A Prisma project on disk: its schema, read, and its migrations folder."""
+
+    schema_path: Path
+    schema: PrismaSchema
+    migrations_dir: Path
+
+
+def find_project(cwd: Path, explicit: Path | None = None) -> PrismaProject | None:
+    """The project whose schema ``find_schema`` finds, read; None when there is none."""
+    path, _ = find_schema(cwd, explicit)
+    if path is None:
+        return None
+    schema = read_schema(path)
+    return PrismaProject(path, schema, migrations_dir(path, schema))
+
+
 def has_migrations_table(conn: psycopg.Connection[Any], schema_name: str) -> bool:
     row = conn.execute(HAS_MIGRATIONS_TABLE, {"schema": schema_name}).fetchone()
     return bool(row and row[0])
