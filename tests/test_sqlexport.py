@@ -169,8 +169,8 @@ def test_export_writes_every_script_with_its_header(db: ConnInfo, tmp_path: Path
         wrapper = "without a transaction wrapper" in head
         assert wrapper == (path.name in unwrapped), path.name
     later = {
-        "07_maintenance_operations.sql": "pgrunbook maintain (a later issue)",
-        "08_cleanup_jobs.sql": "pgrunbook cleanup (a later issue)",
+        "07_maintenance_operations.sql": "pgrunbook maintain, pgrunbook run weekly|monthly",
+        "08_cleanup_jobs.sql": "pgrunbook cleanup (dry run by default",
         "10_explain_analyze_templates.sql": "pgrunbook explain (a later issue",
     }
     for name, command in later.items():

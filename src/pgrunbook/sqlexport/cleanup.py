@@ -11,7 +11,9 @@ planner runs as a TID scan (``ctid IN (SELECT ...)`` would read the whole table 
 batch). The predicate is repeated on the DELETE itself, so a row changed since the batch was
 picked is deleted only if it still qualifies.
 
-``pgrunbook cleanup`` (a later issue) is pgrunbook's way: dry run by default, ``--execute``.
+``pgrunbook cleanup`` is pgrunbook's way: dry run by default, ``--execute`` deletes in batches
+by primary key; ``pgrunbook run daily|weekly`` and ``pgrunbook schedule install`` run it on the
+runbook's schedule.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ def render(ctx: StepContext) -> Body:
             "the dry run is a transaction of its own, and each DELETE batch must commit on its own"
         ),
         notes=(
-            "pgrunbook's way: pgrunbook cleanup (a later issue): dry run by default, --execute.",
+            "pgrunbook's way: pgrunbook cleanup (dry run by default, --execute deletes in "
+            "batches); pgrunbook schedule install runs it daily/weekly.",
         ),
     )

@@ -3,7 +3,8 @@
 What the runbook's schedule runs by hand: ``ANALYZE`` (weekly), ``VACUUM (ANALYZE)`` of the
 high-traffic tables ``Message``, ``Notification`` and ``GiftSend`` (monthly), then the
 unused-index and table-bloat checks (the same queries as script 01). ``pgrunbook maintain``
-(a later issue) will run this schedule itself; until then this script is its psql form.
+(vacuum what needs it, reindex concurrently), ``pgrunbook run weekly|monthly`` and
+``pgrunbook schedule install`` run this schedule themselves; this script is its psql form.
 
 ``SKIP_LOCKED`` makes ``ANALYZE`` and ``VACUUM`` skip a table another session holds a
 conflicting lock on (with a warning) instead of queueing behind it.
@@ -89,6 +90,7 @@ def render(ctx: StepContext) -> Body:
         notes=(
             "Run it at a quiet time: VACUUM and ANALYZE read whole tables (no app locks: "
             "SKIP_LOCKED skips a table another session has locked).",
-            "pgrunbook's way: pgrunbook maintain (a later issue); until then, this script.",
+            "pgrunbook's way: pgrunbook maintain, pgrunbook run weekly|monthly, and "
+            "pgrunbook schedule install (pg_cron) to run them on the runbook's schedule.",
         ),
     )
