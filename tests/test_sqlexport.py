@@ -31,7 +31,6 @@ from pgrunbook.sqlexport import (
     render_scripts,
     script_names,
 )
-from pgrunbook.sqlexport.explain import explain_queries
 from pgrunbook.sqlexport.write import RENDERERS
 from tests.support import (
     SeededDb,
@@ -171,7 +170,7 @@ def test_export_writes_every_script_with_its_header(db: ConnInfo, tmp_path: Path
     later = {
         "07_maintenance_operations.sql": "pgrunbook maintain, pgrunbook run weekly|monthly",
         "08_cleanup_jobs.sql": "pgrunbook cleanup (dry run by default",
-        "10_explain_analyze_templates.sql": "pgrunbook explain (a later issue",
+        "10_explain_analyze_templates.sql": "pgrunbook explain (--baseline FILE before",
     }
     for name, command in later.items():
         assert command in rendered[name].split("\\set ON_ERROR_STOP on")[0], name
@@ -476,21 +475,44 @@ def test_explain_templates_run_and_room_history_uses_its_index(
 ) -> None:
     info, naming, _ = seeded_db
     table, col = naming.table, naming.column
-    with context(info) as ctx:
-        queries, skipped = explain_queries(ctx)
-    assert [q.index for q in queries] == [spec.name for spec in load_profile().indexes]
-    assert skipped == []
+    profile = load_profile()
+    # the hot room: the one with the most messages (ties: the smallest id)
+    hot_room, messages = rows(
+        info,
+        sql.SQL("SELECT {r}::text, count(*) FROM {m} GROUP BY {r} ORDER BY 2 DESC, {r} LIMIT 1")
+        .format(r=sql.Identifier(col("roomId")), m=sql.Identifier(table("Message")))
+        .as_string(),
+    )[0]
+    scripts = export(info, tmp_path / "before")
+    text = scripts["10_explain_analyze_templates.sql"].read_text()
+    # the catalog pgrunbook explain runs, each sampled query twice (hot, typical)
+    titles = re.findall(r"^-- (\d+\. .*)$", text, re.MULTILINE)
+    expected = [
+        (q.name, variant, q.index)
+        for q in profile.queries
+        for variant in (("hot", "typical") if q.params else ("fixed",))
+    ]
+    pattern = r"^-- \d+\. (\w+) \((\w+)\): .* \(should use (\w+)\)$"
+    assert re.findall(pattern, text, re.MULTILINE) == expected
+    assert len(titles) == 27
+    assert titles[0] == (
+        "1. room_history (hot): a room's message history: the latest 50 messages "
+        "(should use idx_message_room_created_desc)"
+    )
     room_history = (
         f'EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM "public"."{table("Message")}" '
-        f'WHERE "{col("roomId")}" = (SELECT "id" FROM "public"."{table("Room")}" LIMIT 1) '
+        f"WHERE \"{col('roomId')}\" = '{hot_room}' "
         f'ORDER BY "{col("createdAt")}" DESC LIMIT 50;'
     )
-    scripts = export(info, tmp_path / "before")
-    assert room_history in scripts["10_explain_analyze_templates.sql"].read_text()
+    assert room_history in text
+    assert (
+        f"-- :room_id = '{hot_room}' (hot: the {table('Message')}.{col('roomId')} with the "
+        f"most rows ({messages:,}))" in text
+    )
 
     before = psql(info, scripts["10_explain_analyze_templates.sql"])
-    assert before.count("Execution Time:") == len(queries) == 15
-    assert before.count("ROLLBACK") == 15
+    assert before.count("Execution Time:") == len(titles) == 27
+    assert before.count("ROLLBACK") == 27
 
     # the index script 02 builds for it (as the runbook's verification expects)
     execute(

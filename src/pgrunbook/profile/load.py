@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pgrunbook.errors import ConfigError
+from pgrunbook.profile import querytext
 from pgrunbook.profile.model import (
     CADENCES,
     AuditSpec,
@@ -16,8 +17,10 @@ from pgrunbook.profile.model import (
     ConstraintSpec,
     IndexColumn,
     IndexSpec,
+    ParamSpec,
     Predicate,
     Profile,
+    QuerySpec,
     RetentionPolicy,
     RolesSpec,
 )
@@ -29,6 +32,8 @@ CONSTRAINT_KEYS: Final = frozenset(
 AUDIT_KEYS: Final = frozenset({"table", "row_change_tables"})
 ROLES_KEYS: Final = frozenset({"user", "readonly", "admin"})
 INDEX_KEYS: Final = frozenset({"name", "table", "columns", "where", "values", "serves"})
+QUERY_KEYS: Final = frozenset({"name", "description", "table", "index", "accept", "sql", "params"})
+PARAM_KEYS: Final = frozenset({"value", "from", "where", "values"})
 RETENTION_KEYS: Final = frozenset(
     {"name", "table", "column", "older_than_days", "where", "values", "cadence"}
 )
@@ -145,12 +150,18 @@ def parse_profile(text: str, source: str) -> Profile:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise read.fail(f"the name {duplicates[0]!r} is used twice")
+    queries = [_query(read, i, entry) for i, entry in enumerate(read.entries(data, "queries"))]
+    query_names = [q.name for q in queries]
+    repeated = sorted({n for n in query_names if query_names.count(n) > 1})
+    if repeated:
+        raise read.fail(f"the query name {repeated[0]!r} is used twice")
     return Profile(
         name=str(data.get("name", "custom")),
         description=str(data.get("description", "")),
         constraints=tuple(constraints),
         retention=tuple(retention),
         indexes=tuple(indexes),
+        queries=tuple(queries),
         audit=_audit(read, data),
         roles=_roles(read, data),
         source=source,
@@ -222,3 +233,56 @@ def _index(read: _Reader, i: int, entry: dict[str, Any]) -> IndexSpec:
     predicates = tuple(read.predicate({**entry, "where": w}, "where", name) for w in where)
     serves = entry.get("serves", "")
     return IndexSpec(name, read.text(entry, "table", name), columns, predicates, str(serves))
+
+
+def _query(read: _Reader, i: int, entry: dict[str, Any]) -> QuerySpec:
+    name = read.text(entry, "name", f"[[queries]] #{i + 1}")
+    read.known_keys(entry, QUERY_KEYS, name)
+    text = read.text(entry, "sql", name)
+    try:
+        used = querytext.param_names(querytext.parse(text))
+    except ValueError as exc:
+        raise read.fail(f"{name}: sql has a {exc}") from None
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        raise read.fail(f'{name}: description must be "text"')
+    raw = entry.get("params", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise read.fail(f'{name}: params must be a table, e.g. params.room_id = {{ from = "T.c" }}')
+    params = {key: _param(read, f"{name}: parameter {key}", value) for key, value in raw.items()}
+    for key in used:
+        if key not in params:
+            raise read.fail(f"{name}: sql uses :{key} but params has no {key} = {{ ... }}")
+    for key in params:
+        if key not in used:
+            raise read.fail(f"{name}: parameter {key} is not used in sql (write :{key})")
+    accept = entry.get("accept", [])
+    if not isinstance(accept, list) or not all(isinstance(a, str) and a for a in accept):
+        raise read.fail(f'{name}: accept must be a list of index names ["idx_a", ...]')
+    return QuerySpec(
+        name=name,
+        table=read.text(entry, "table", name),
+        sql=text,
+        index=read.text(entry, "index", name),
+        description=description,
+        params=params,
+        accept=tuple(accept),
+    )
+
+
+def _param(read: _Reader, where: str, entry: dict[str, Any]) -> ParamSpec:
+    read.known_keys(entry, PARAM_KEYS, where)
+    if ("value" in entry) == ("from" in entry):
+        raise read.fail(f'{where} needs value = ... or from = "Table.column" (one of them)')
+    if "value" in entry:
+        if "where" in entry:
+            raise read.fail(f"{where}: where goes with from, not with a fixed value")
+        value = entry["value"]
+        if not isinstance(value, str | int | float | bool):
+            raise read.fail(f"{where}: value must be a string, a number or true/false")
+        return ParamSpec(value=value)
+    source = entry["from"]
+    if not isinstance(source, str) or len(source.split(".")) != 2 or not all(source.split(".")):
+        raise read.fail(f'{where}: from must be "Table.column" (the column to sample)')
+    predicate = read.predicate(entry, "where", where) if "where" in entry else None
+    return ParamSpec(source=source, where=predicate)

@@ -187,15 +187,73 @@ class RolesSpec:
 
 
 @dataclass(frozen=True)
+class ParamSpec:
+    """How ``pgrunbook explain`` fills one ``:name`` of a critical query.
+
+    Either a fixed ``value``, or sampled from the data: ``source`` names a grouping column
+    (``Message.roomId``) whose groups are counted (only the rows matching ``where``, a
+    predicate over that table); the hot value is the one with the most rows, the typical
+    value the median one.
+    """
+
+    value: Any = None
+    source: str = ""  # "Table.column" to sample from; empty: the fixed value
+    where: Predicate | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.source)
+
+    @property
+    def source_table(self) -> str:
+        return self.source.split(".", 1)[0]
+
+    @property
+    def source_column(self) -> str:
+        return self.source.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One of the app's critical queries (runbook script 10) and the index it should use.
+
+    ``sql`` is written in the runbook's names: ``{Message}`` is a table, ``{roomId}`` a
+    column of ``table``, ``{Room.id}`` a column of another table; ``:room_id`` is a
+    parameter, filled as ``params`` says.
+    """
+
+    name: str
+    table: str
+    sql: str
+    index: str  # the index it should use (one of the profile's, or any other)
+    description: str = ""
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    # other indexes that serve it as well (a plan using one of them passes too), e.g. the
+    # (walletId, type, createdAt) index for a wallet's few transactions
+    accept: tuple[str, ...] = ()
+
+    @property
+    def sampled(self) -> bool:
+        return any(p.sampled for p in self.params.values())
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str = ""
     constraints: tuple[ConstraintSpec, ...] = ()
     retention: tuple[RetentionPolicy, ...] = ()
     indexes: tuple[IndexSpec, ...] = ()
+    queries: tuple[QuerySpec, ...] = ()
     audit: AuditSpec = field(default_factory=AuditSpec)
     roles: RolesSpec = field(default_factory=RolesSpec)
     source: str = "built-in"
+
+    def query(self, name: str) -> QuerySpec:
+        for spec in self.queries:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
     def constraint(self, name: str) -> ConstraintSpec:
         for spec in self.constraints:

@@ -1,16 +1,15 @@
-"""Script 10, EXPLAIN ANALYZE templates: the queries the profile's indexes are built for.
+"""Script 10, EXPLAIN ANALYZE templates: the profile's critical queries (``[[queries]]``).
 
-One ``EXPLAIN (ANALYZE, BUFFERS)`` per index of the profile (script 02), in this database's
-names, each in its own transaction that is rolled back. The query is derived from the
-index: its leading ascending columns (all but the last) are compared for equality, its
-partial predicate is the WHERE clause, and the remaining columns are the ORDER BY, in the
-index's directions, with ``LIMIT 50``. For ``idx_message_room_created_desc`` this is the
-runbook's room-history query (section 5): ``WHERE "roomId" = (SELECT id FROM "Room" LIMIT
-1) ORDER BY "createdAt" DESC LIMIT 50``. A compared column that refers to another table
-(a foreign key, or a relation inferred from its name) takes that table's first key, as the
-runbook does; any other takes the first value of the table itself.
+The same catalog ``pgrunbook explain`` runs, in this database's names, with the parameter
+values sampled from the data (the hot and the typical value, each a block) substituted as
+literals; every block is one ``EXPLAIN (ANALYZE, BUFFERS)`` in a transaction that is rolled
+back, titled with the index it should use. ``pgrunbook explain`` runs them several times,
+compares with the index used, and keeps baselines (``--baseline``, ``--compare``).
 
-``pgrunbook explain`` (a later issue) will run these with ``--baseline`` and ``--compare``.
+``explain_queries`` is older: a query derived from each index of the profile (its leading
+ascending columns compared with the first key of the table they refer to, the runbook's
+``WHERE "roomId" = (SELECT id FROM "Room" LIMIT 1)``); the demo still explains its
+room-history query that way.
 """
 
 from __future__ import annotations
@@ -22,6 +21,9 @@ from psycopg import sql
 
 from pgrunbook.catalog import Table
 from pgrunbook.change.step import Skip, StepContext
+from pgrunbook.explain.catalog import render_catalog
+from pgrunbook.explain.params import Sampler
+from pgrunbook.explain.run import Binding, bindings
 from pgrunbook.profile.model import IndexSpec
 from pgrunbook.relations import Relation, all_relations
 from pgrunbook.resolve import find_column
@@ -119,33 +121,56 @@ def explain_queries(ctx: StepContext) -> tuple[list[ExplainQuery], list[Skip]]:
     return queries, skipped
 
 
+def _values(binding: Binding) -> str:
+    """``:room_id = '...' (hot: the messages.room_id with the most rows (1,234))``."""
+    return "\n".join(
+        f":{name} = {value!r} ({binding.notes[name]})" for name, value in binding.values.items()
+    )
+
+
 def render(ctx: StepContext) -> Body:
-    queries, skipped = explain_queries(ctx)
+    queries, skipped = render_catalog(ctx.catalog, ctx.profile.queries)
+    sampler = Sampler(ctx.conn, ctx.catalog)
     blocks = []
-    for n, q in enumerate(queries, 1):
-        title = f"{n}. {q.table}: {q.serves} (should use {q.index})"
-        blocks.append(
-            script.section(
-                title,
-                "BEGIN;",
-                script.set_local(ctx.conn, "statement_timeout", STATEMENT_TIMEOUT),
-                EXPLAIN_SQL.format(q.query).as_string(ctx.conn),
-                "ROLLBACK;",
+    n = 0
+    for query in queries:
+        bound = bindings(query, sampler, {}, {})
+        if isinstance(bound, str):
+            skipped.append(Skip(query.name, bound))
+            continue
+        for binding in bound:
+            n += 1
+            title = (
+                f"{n}. {query.name} ({binding.variant}): {query.spec.description} "
+                f"(should use {query.index})"
             )
-        )
+            parts = [script.comment(_values(binding))] if binding.values else []
+            blocks.append(
+                script.section(
+                    title,
+                    *parts,
+                    "BEGIN;",
+                    script.set_local(ctx.conn, "statement_timeout", STATEMENT_TIMEOUT),
+                    EXPLAIN_SQL.format(query.bind(binding.values)).as_string(ctx.conn),
+                    "ROLLBACK;",
+                )
+            )
     if skipped:
         blocks.append(script.comment("\n".join(f"skipped {s.object}: {s.reason}" for s in skipped)))
-    if not queries:
-        blocks.append(script.comment("(no index of the profile applies to this schema)"))
+    if not n:
+        blocks.append(script.comment("(no critical query of the profile applies to this schema)"))
     text = script.join(*blocks)
     return Body(
-        title="runbook step 10: EXPLAIN (ANALYZE, BUFFERS) of the queries the indexes serve",
+        title="runbook step 10: EXPLAIN (ANALYZE, BUFFERS) of the app's critical queries",
         changes="nothing: each EXPLAIN ANALYZE runs in a transaction that is rolled back",
         undo="nothing to undo",
         text=text,
         notes=(
-            "Compare the plans before and after script 02: each should become an Index Scan "
-            "(or Bitmap Index Scan) using the index named in its title.",
-            "pgrunbook's way: pgrunbook explain (a later issue: --baseline, --compare).",
+            "Compare the plans before and after script 02: each should read the index named "
+            "in its title (Index Scan, or Bitmap Index Scan).",
+            "Parameter values were sampled from the data at export time: the hot value (most "
+            "rows) and a typical one (the median).",
+            "pgrunbook's way: pgrunbook explain (--baseline FILE before, --compare FILE after: "
+            "the speedup per query; exit code 1 when a query does not use its index).",
         ),
     )
