@@ -3,8 +3,6 @@ are installed; .ci/run installs them, so CI always runs these)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,16 @@ from psycopg import sql
 from pgrunbook.connect import connect
 from pgrunbook.discover import discover
 from pgrunbook.dsn import ConnInfo
-from pgrunbook.embedded import Binaries, LocalServer
 from pgrunbook.reference import Naming
 from pgrunbook.seed import seed, verify_counts
+from tests import pg15_servers
 from tests.support import TEST_ANCHOR, scalar
 from tests.test_discover_reference import assert_reference_findings
 from tests.test_seed import TINY_DEFECTS
 
-PG15 = Path("/usr/lib/postgresql/15/bin/postgres")
-
-
-@pytest.fixture(scope="module")
-def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnInfo]:
-    if not PG15.exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must install postgresql-15 (see .ci/run)")
-        pytest.skip("PostgreSQL 15 server binaries not installed (apt-get install postgresql-15)")
-    server = LocalServer(tmp_path_factory.mktemp("pg15") / "data", Binaries.system(15))
-    yield server.start()
-    server.stop()
+# the servers' fixtures (shared with test_schedule.py)
+pg15 = pg15_servers.pg15
+pg15_cron = pg15_servers.pg15_cron
 
 
 @pytest.mark.parametrize("naming", list(Naming))
@@ -77,24 +66,6 @@ def test_change_engine_on_postgres_15(pg15: ConnInfo, tmp_path: Path) -> None:
             engine.rollback_steps(ctx, STEPS)
         assert {s.state for s in engine.status(ctx, STEPS)} == {"pending"}
     assert scalar(target, "SELECT count(*) FROM pg_roles WHERE starts_with(rolname, 'app_')") == 0
-
-
-PG_CRON = Path("/usr/lib/postgresql/15/lib/pg_cron.so")
-
-
-@pytest.fixture(scope="module")
-def pg15_cron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnInfo]:
-    """A PostgreSQL 15 server with pg_cron loaded (the schedule's jobs run there)."""
-    if not (PG15.exists() and PG_CRON.exists()):
-        if os.environ.get("CI"):
-            pytest.fail("CI must install postgresql-15 and postgresql-15-cron (see .ci/run)")
-        pytest.skip("pg_cron for PostgreSQL 15 not installed (apt-get install postgresql-15-cron)")
-    settings = {"shared_preload_libraries": "'pg_cron'", "cron.database_name": "'postgres'"}
-    server = LocalServer(
-        tmp_path_factory.mktemp("pg15cron") / "data", Binaries.system(15), settings=settings
-    )
-    yield server.start()
-    server.stop()
 
 
 def test_pg_cron_loads_and_schedules_on_postgres_15(pg15_cron: ConnInfo) -> None:

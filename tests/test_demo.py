@@ -38,6 +38,10 @@ SNAKE_ROOM_HISTORY: Final = (
     'SELECT * FROM "public"."messages" WHERE "room_id" = (SELECT "id" FROM "public"."rooms" '
     'LIMIT 1) ORDER BY "created_at" DESC LIMIT 50'
 )
+# The seed's injected rows past the retention policies at --scale tiny (seed 42), either
+# naming: what the demo's cleanup dry run must count.
+EXPECTED_TOKENS: Final = 748
+EXPECTED_NOTIFICATIONS: Final = 931
 VALIDATED_CHECKS_SQL: Final = (
     "SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND convalidated"
     " AND starts_with(conname, 'chk_')"
@@ -113,6 +117,43 @@ def _check_runbook(document: dict[str, Any], server: LocalServer) -> dict[str, s
     return passwords
 
 
+def _check_ending(document: dict[str, Any], server: LocalServer) -> None:
+    """The demo ends with the cleanup dry run and the monthly maintenance, run for real."""
+    info = server.dsn("ali_demo")
+    anomalies, rows = document["seed"]["anomalies"], document["seed"]["rows"]
+    cleanup = document["cleanup_dry_run"]
+    assert cleanup["skipped"] == []
+    assert [(p["policy"], p["table"], p["rows"]) for p in cleanup["policies"]] == [
+        ("expired_refresh_tokens", "public.RefreshToken", EXPECTED_TOKENS),
+        ("read_notifications", "public.Notification", EXPECTED_NOTIFICATIONS),
+    ]
+    assert anomalies["refresh_tokens_expired_over_7_days"] == EXPECTED_TOKENS
+    assert anomalies["read_notifications_over_30_days"] == EXPECTED_NOTIFICATIONS
+    # a dry run: nothing deleted
+    assert scalar(info, 'SELECT count(*) FROM "RefreshToken"') == rows["RefreshToken"]
+    assert scalar(info, 'SELECT count(*) FROM "Notification"') == rows["Notification"]
+
+    monthly = document["monthly"]
+    assert (monthly["cadence"], monthly["dry_run"], monthly["passed"]) == ("monthly", False, True)
+    assert monthly["database"] == "ali_demo" and monthly["snapshot_recorded"] is True
+    assert [t["task"] for t in monthly["tasks"]] == ["vacuum", "unused_indexes", "bloat"]
+    assert all(t["status"] == "ran" for t in monthly["tasks"])
+    vacuumed = monthly["tasks"][0]["details"]["tables"]
+    assert [t["table"] for t in vacuumed] == [
+        "public.Message",
+        "public.Notification",
+        "public.GiftSend",
+    ]
+    last_vacuum = (
+        "SELECT count(*) FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"
+        " AND relname IN ('Message', 'Notification', 'GiftSend')"
+    )
+    assert scalar(info, last_vacuum) == 3
+    unused = {f["object"] for f in monthly["tasks"][1]["details"]["findings"]}
+    assert f"public.{ROOM_HISTORY_INDEX}" in unused  # just built: statistics too young
+    assert scalar(info, "SELECT count(*) FROM pgrunbook.snapshots WHERE cadence = 'monthly'") == 1
+
+
 def test_demo_end_to_end_and_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data_dir = tmp_path / "demo"
     code = run(_demo(data_dir, "--json", "--keep"))
@@ -137,6 +178,7 @@ def test_demo_end_to_end_and_again(tmp_path: Path, capsys: pytest.CaptureFixture
             == document["seed"]["rows"]["Follow"] - self_follows
         )
         first = _check_runbook(document, server)
+        _check_ending(document, server)
         for password in first.values():
             assert password not in captured.out and password not in captured.err
 
@@ -183,6 +225,22 @@ def test_demo_human_output_snake_case_stops_the_server(
     assert f"after: Limit > Index Scan using {ROOM_HISTORY_INDEX} on messages" in out
     assert re.search(rf"after Limit {ROOM_HISTORY_INDEX} [\d.]+ ms \d+ \+ \d+", out)
     assert re.search(r"speedup: [\d.]+x \([\d.]+ ms -> [\d.]+ ms\); shared buffers", out)
+    # it ends with the cleanup dry run and the monthly maintenance
+    steps = out.index("The runbook's scripts and their commands")
+    cleanup = out.index("Cleanup dry run (runbook script 08, 'pgrunbook cleanup')")
+    monthly = out.index("pgrunbook run monthly: database ali_demo, schema public")
+    assert steps < cleanup < monthly < out.index("demo finished in")
+    total = EXPECTED_TOKENS + EXPECTED_NOTIFICATIONS
+    assert f"the retention policies would delete {total:,} rows; nothing was deleted" in out
+    assert re.search(rf"expired_refresh_tokens public\.\S+ {EXPECTED_TOKENS:,} ", out)
+    assert re.search(rf"read_notifications public\.\S+ {EXPECTED_NOTIFICATIONS:,} ", out)
+    ending = out[monthly:]
+    assert "VACUUM (ANALYZE) of the high-traffic tables: done" in ending
+    assert re.search(r"vacuumed 3 tables: [\d,]+ dead tuples before", ending)
+    for table in ("public.messages", "public.notifications", "public.gift_sends"):
+        assert table in ending
+    assert "Unused indexes: done" in ending and "Table and index bloat: done" in ending
+    assert "all 3 tasks done" in ending
     passwords_file = data_dir / PASSWORDS_FILE
     assert f"are in {passwords_file} (mode 0600" in out
     passwords = _passwords(passwords_file)

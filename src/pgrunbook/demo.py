@@ -3,7 +3,9 @@
 ``run_demo`` seeds a fresh ``ali_demo`` database, runs discovery (script 01), explains the
 runbook's room-history query, applies scripts 02-05, fixes the rows the seed made violate
 the constraints, applies script 06, verifies everything (section 5) and explains the query
-again. Later steps of the runbook extend it as they are built.
+again; it ends with a cleanup dry run (what ``pgrunbook cleanup`` would delete, per retention
+policy) and the monthly maintenance (``pgrunbook run monthly``, for real: the database is a
+throwaway).
 
 Re-running starts from a fresh database: the old one is dropped, and with it the
 application roles (roles belong to the whole server, and those of the old database would
@@ -20,6 +22,8 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors, sql
 
+from pgrunbook.cadence import Cadence, RunReport, run_cadence
+from pgrunbook.catalog import load_catalog
 from pgrunbook.change.engine import (
     ApplyReport,
     apply_steps,
@@ -33,6 +37,8 @@ from pgrunbook.change.steps import constraints as constraints_step
 from pgrunbook.change.steps.constraints.fix import FixResult
 from pgrunbook.change.steps.indexes import ROOM_HISTORY_INDEX
 from pgrunbook.change.steps.roles import write_env_file
+from pgrunbook.cleanup import DryRun, PolicySkip, dry_run, resolve_policies
+from pgrunbook.cleanup.batches import DEFAULT_BATCH_SIZE
 from pgrunbook.connect import connect
 from pgrunbook.discover import DiscoveryReport, discover
 from pgrunbook.dsn import ConnInfo
@@ -76,6 +82,8 @@ NEXT_STEPS: Final = (
     ("08 cleanup", "pgrunbook cleanup", "expired tokens, old read notifications (dry run)"),
     ("09 monitoring", "pgrunbook monitor", "connections, locks, cache hit ratios"),
     ("10 EXPLAIN", "pgrunbook explain", "prove the speedup of the critical queries"),
+    ("section 8", "pgrunbook run monthly", "the schedule: daily, weekly, monthly, quarterly"),
+    ("section 8", "pgrunbook schedule install", "pg_cron jobs (or crontab lines) for it"),
 )
 
 
@@ -101,6 +109,9 @@ class DemoResult:
     explain: Comparison | None = None  # the room-history query before and after
     passwords_file: Path | None = None  # where the roles' passwords were written (0600)
     roles_created: list[str] = field(default_factory=list)
+    cleanup: list[DryRun] = field(default_factory=list)  # what cleanup would delete
+    cleanup_skipped: list[PolicySkip] = field(default_factory=list)
+    monthly: RunReport | None = None  # `pgrunbook run monthly`, run for real
     kept: bool = False
 
     @property
@@ -109,9 +120,11 @@ class DemoResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when a verification failed or the apply refused something (as verify/apply)."""
+        """1 when a verification failed, the apply refused something (as verify/apply) or
+        a monthly task failed (as run)."""
         refused = self.apply.refused if self.apply else 0
-        return 0 if self.verified and not refused else 1
+        monthly_failed = self.monthly is not None and self.monthly.exit_code != 0
+        return 0 if self.verified and not refused and not monthly_failed else 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +145,11 @@ class DemoResult:
             ),
             "passwords_file": str(self.passwords_file) if self.passwords_file else None,
             "roles_created": self.roles_created,
+            "cleanup_dry_run": {
+                "policies": [d.to_json() for d in self.cleanup],
+                "skipped": [{"policy": k.policy, "reason": k.reason} for k in self.cleanup_skipped],
+            },
+            "monthly": self.monthly.to_json() if self.monthly else None,
             "next_steps": [{"script": s, "command": c, "what": w} for s, c, w in NEXT_STEPS],
         }
 
@@ -248,4 +266,11 @@ def run_demo(
     options = StepOptions(passwords_file=passwords_file)
     with open_context(info, profile, options=options) as ctx:
         run_runbook(ctx, result, passwords_file, log=log)
+        log("cleanup dry run (runbook script 08): what the retention policies would delete")
+        resolved, result.cleanup_skipped = resolve_policies(
+            load_catalog(ctx.conn, ctx.schema), profile.retention
+        )
+        result.cleanup = [dry_run(ctx.conn, p, DEFAULT_BATCH_SIZE) for p in resolved]
+    log("running the monthly maintenance (runbook section 8: pgrunbook run monthly)")
+    result.monthly = run_cadence(info, Cadence.MONTHLY, profile, log=log)
     return result

@@ -14,9 +14,11 @@ from rich.text import Text
 from pgrunbook.change.engine import ApplyReport
 from pgrunbook.change.step import Verification
 from pgrunbook.change.steps.constraints.fix import FixResult
+from pgrunbook.cleanup import DryRun, PolicySkip
 from pgrunbook.cli.common import emit_json, err_console, json_option, out_console
 from pgrunbook.cli.discover import render as render_discovery
 from pgrunbook.cli.progress import table_progress
+from pgrunbook.cli.run_cmd import render as render_run
 from pgrunbook.demo import EXPLAIN_RUNS, NEXT_STEPS, DemoResult, run_demo
 from pgrunbook.embedded import LocalServer, default_data_dir
 from pgrunbook.explainplan import Comparison
@@ -52,9 +54,12 @@ def demo(
     (the runbook's script 01) and prints its findings; then applies the runbook's changes
     (scripts 02-06: indexes, triggers, audit log, roles, and the constraints once the
     seeded violations are fixed), verifies them (section 5) and shows the room-history
-    query's EXPLAIN ANALYZE before and after. The roles' generated passwords go to a file
+    query's EXPLAIN ANALYZE before and after. It ends with a cleanup dry run (what each
+    retention policy would delete) and the monthly maintenance (pgrunbook run monthly:
+    VACUUM (ANALYZE) of the high-traffic tables, the unused-index and bloat reports). The
+    roles' generated passwords go to a file
     (mode 0600) in the data directory, never to the output. Re-running starts from a fresh
-    database (and new roles). Exit code 1 when a verification fails.
+    database (and new roles). Exit code 1 when a verification or a monthly task fails.
     """
     server = LocalServer(data_dir or default_data_dir())
     if stop:
@@ -113,6 +118,9 @@ def _print_summary(result: DemoResult, elapsed: float) -> None:
         name = command.split()[1]
         steps.add_row(script, command + (" *" if name in cli_commands() else ""), what)
     out_console.print(steps)
+    out_console.print(render_cleanup(result.cleanup, result.cleanup_skipped))
+    if result.monthly is not None:
+        out_console.print(render_run(result.monthly, grids=("vacuum",)))
     out_console.print(
         f"demo finished in {elapsed:.1f}s ({result.seed.total_rows:,} rows seeded)", markup=False
     )
@@ -123,6 +131,32 @@ def _print_summary(result: DemoResult, elapsed: float) -> None:
             markup=False,
             soft_wrap=True,
         )
+
+
+def render_cleanup(plans: list[DryRun], skipped: list[PolicySkip]) -> RenderableType:
+    """The cleanup dry run: per retention policy, the rows it would delete."""
+    total = sum(p.rows for p in plans)
+    heading = Text(
+        f"Cleanup dry run (runbook script 08, 'pgrunbook cleanup'): the retention policies "
+        f"would delete {total:,} rows; nothing was deleted ('--execute' deletes, in batches):"
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("policy", no_wrap=True)
+    table.add_column("table", overflow="fold")
+    table.add_column("would delete", justify="right", no_wrap=True)
+    table.add_column("oldest")
+    table.add_column("newest")
+    for p in plans:
+        table.add_row(
+            p.policy,
+            p.table,
+            f"{p.rows:,}",
+            f"{p.oldest:%Y-%m-%d}" if p.oldest else "-",
+            f"{p.newest:%Y-%m-%d}" if p.newest else "-",
+        )
+    parts: list[RenderableType] = [heading, table]
+    parts += [Text(f"  skipped {k.policy}: {k.reason}", style="yellow") for k in skipped]
+    return Group(*parts)
 
 
 def render_apply(report: ApplyReport) -> RenderableType:

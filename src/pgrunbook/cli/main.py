@@ -30,11 +30,14 @@ def _register() -> None:
         demo,
         discover,
         doctor,
+        explain_cmd,
         fix,
         maintain,
         monitor,
         prisma_cmd,
         profile_cmd,
+        run_cmd,
+        schedule_cmd,
         seed,
         sql_cmd,
     )
@@ -49,6 +52,9 @@ def _register() -> None:
     cli.add_command(fix.fix)
     cli.add_command(cleanup.cleanup)
     cli.add_command(maintain.maintain)
+    cli.add_command(run_cmd.run_cmd)
+    cli.add_command(schedule_cmd.schedule_group, "schedule")
+    cli.add_command(explain_cmd.explain)
     cli.add_command(sql_cmd.sql)
     cli.add_command(profile_cmd.profile)
     cli.add_command(prisma_cmd.prisma)

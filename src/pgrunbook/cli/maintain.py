@@ -17,6 +17,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
+from pgrunbook.cli.vacuum_bar import VacuumBar
 from pgrunbook.connect import connect
 from pgrunbook.maintain.choose import choose
 from pgrunbook.maintain.run import maintain as run_maintain
@@ -83,9 +84,10 @@ def maintain(
                 out_console.print(f"  {note}", markup=False)
             out_console.print("Dry run: nothing was changed.")
             return
-        report = run_maintain(
-            conn, choice, full=full, on_start=lambda s: err_console.print(s, markup=False)
-        )
+        # VACUUM FULL reports in pg_stat_progress_cluster: no bar for it
+        bar_enabled = not as_json and not full and err_console.is_terminal
+        with VacuumBar(info, conn.info.backend_pid, enabled=bar_enabled) as bar:
+            report = run_maintain(conn, choice, full=full, on_start=bar.started)
     if as_json:
         emit_json({"dry_run": False, **report.to_json(), "notes": choice.notes})
         return

@@ -1,0 +1,126 @@
+"""cleanup's walk: by key (a row skipped while locked is taken on the second pass) and by
+block range (``run_cleanup(by="blocks")``: exact rows, re-checked, waits for locks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgrunbook.catalog import load_catalog
+from pgrunbook.cleanup import BatchProgress, ResolvedPolicy, resolve_policies, run_cleanup
+from pgrunbook.cleanup.batches import CLEANUP_LOCKS
+from pgrunbook.cleanup.blockranges import BlockRanges
+from pgrunbook.dsn import ConnInfo
+from pgrunbook.profile import load_profile
+
+
+def _connect(info: ConnInfo) -> psycopg.Connection[Any]:
+    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
+
+
+def _policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
+    resolved, _ = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
+    return {p.name: p for p in resolved}
+
+
+def _rows(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> dict[Any, int]:
+    """key -> heap block of the table's rows (only the matching ones when asked)."""
+    query = sql.SQL("SELECT {key}, (ctid::text::point)[0]::int FROM {table}").format(
+        key=sql.Identifier(p.key), table=p.ident
+    )
+    if matching:
+        query = sql.SQL("{} WHERE {}").format(query, p.predicate)
+    return {row[0]: row[1] for row in conn.execute(query)}
+
+
+def test_blocks_delete_exactly_the_matching_rows_range_by_range(db: ConnInfo) -> None:
+    with _connect(db) as conn:
+        for p in _policies(conn).values():
+            everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
+            assert len(doomed) > 100
+            per_batch = BlockRanges(conn, p, 120, CLEANUP_LOCKS).blocks_per_batch
+            assert per_batch == 2  # about 55 rows per page
+            seen: list[BatchProgress] = []
+            result = run_cleanup(conn, p, batch_size=120, by="blocks", on_batch=seen.append)
+            assert (result.deleted, result.interrupted) == (len(doomed), False)
+            # one batch per 2-page range holding matching rows, in block order
+            assert result.batches == len({block // 2 for block in doomed.values()}) > 5
+            assert [s.batch for s in seen] == list(range(1, result.batches + 1))
+            assert set(_rows(conn, p, False)) == set(everything) - set(doomed)
+            again = run_cleanup(conn, p, batch_size=120, by="blocks")
+            assert (again.deleted, again.batches) == (0, 0)
+
+
+def test_blocks_keep_a_row_that_stops_matching_ahead_of_the_walk(db: ConnInfo) -> None:
+    with _connect(db) as conn, _connect(db) as app:
+        p = _policies(conn)["read_notifications"]
+        everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
+        last = max(doomed, key=lambda key: doomed[key])  # in the last block: deleted last
+        unread = sql.SQL('UPDATE {t} SET "isRead" = false WHERE {key} = %s').format(
+            t=p.ident, key=sql.Identifier(p.key)
+        )
+
+        def app_marks_unread(progress: BatchProgress) -> None:
+            if progress.batch == 1:
+                assert app.execute(unread, (last,)).rowcount == 1
+
+        result = run_cleanup(conn, p, batch_size=60, by="blocks", on_batch=app_marks_unread)
+        assert result.deleted == len(doomed) - 1
+        assert set(_rows(conn, p, False)) == set(everything) - set(doomed) | {last}
+
+
+def test_blocks_wait_for_a_row_the_app_holds_then_delete_it(db: ConnInfo) -> None:
+    with _connect(db) as conn:
+        p = _policies(conn)["expired_refresh_tokens"]
+        everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
+        held = max(doomed)
+        locked = threading.Event()
+
+        def app_holds_a_row() -> None:
+            with _connect(db) as app, app.transaction():
+                query = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
+                    t=p.ident, key=sql.Identifier(p.key)
+                )
+                app.execute(query, (held,))
+                locked.set()
+                time.sleep(0.6)
+
+        app = threading.Thread(target=app_holds_a_row)
+        app.start()
+        assert locked.wait(10)
+        started = time.monotonic()
+        result = run_cleanup(conn, p, by="blocks")
+        elapsed = time.monotonic() - started
+        app.join()
+        assert result.deleted == len(doomed)
+        assert elapsed > 0.3  # it waited for the app's transaction, retrying
+        assert set(_rows(conn, p, False)) == set(everything) - set(doomed)
+
+
+def test_key_walk_takes_a_row_skipped_while_locked_on_its_second_pass(db: ConnInfo) -> None:
+    with _connect(db) as conn, _connect(db) as app:
+        p = _policies(conn)["expired_refresh_tokens"]
+        everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
+        first = min(doomed)  # in the first batch's range, but locked: skipped
+        hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
+            t=p.ident, key=sql.Identifier(p.key)
+        )
+        app.execute("BEGIN")
+        app.execute(hold, (first,))
+        batches: list[BatchProgress] = []
+
+        def release_after_two(progress: BatchProgress) -> None:
+            batches.append(progress)
+            if progress.batch == 2:
+                assert first in _rows(conn, p, True)  # skipped, still there
+                app.execute("COMMIT")
+
+        result = run_cleanup(conn, p, batch_size=50, on_batch=release_after_two)
+        assert (result.deleted, result.interrupted) == (len(doomed), False)
+        # the first pass deleted all but that row; the second took it alone
+        assert [b.deleted for b in batches][-2:] == [len(doomed) - 1, len(doomed)]
+        assert set(_rows(conn, p, False)) == set(everything) - set(doomed)
