@@ -11,6 +11,7 @@ from psycopg import sql
 
 from pgrunbook.catalog import load_catalog
 from pgrunbook.cleanup import BatchProgress, ResolvedPolicy, dry_run, resolve_policies, run_cleanup
+from pgrunbook.cleanup.batches import BatchOrder
 from pgrunbook.cli.main import run
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.profile import load_profile
@@ -51,19 +52,27 @@ def test_dry_run_counts_exactly_and_changes_nothing(
         policies = _policies(conn)
         before = {name: _ids(conn, p, matching=False) for name, p in policies.items()}
         for name, key in EXPECTED.items():
-            result = dry_run(conn, policies[name], 7)
+            result = dry_run(conn, policies[name], 7, "key")
             assert result.rows == manifest[key] > 0
             assert result.oldest is not None and result.newest is not None
             assert result.oldest <= result.newest
             assert "FOR UPDATE SKIP LOCKED" in result.sql and "LIMIT 7" in result.sql
+            blocks = dry_run(conn, policies[name], 7)  # the default order: by block range
+            assert blocks.rows == result.rows
+            assert "ctid >= '(0,0)'::tid AND ctid < '(1,0)'::tid" in blocks.sql
         assert {name: _ids(conn, p, matching=False) for name, p in policies.items()} == before
     code = run(["cleanup", "--dsn", url(info), "--json"])
     assert code == 0
 
 
+@pytest.mark.parametrize("order", ["blocks", "key"])
 @pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
 def test_execute_deletes_exactly_the_matching_rows(
-    request: pytest.FixtureRequest, fixture: str, naming: Naming, templates: dict[Naming, Template]
+    request: pytest.FixtureRequest,
+    fixture: str,
+    naming: Naming,
+    order: BatchOrder,
+    templates: dict[Naming, Template],
 ) -> None:
     info: ConnInfo = request.getfixturevalue(fixture)
     manifest = templates[naming].report.anomalies
@@ -74,12 +83,14 @@ def test_execute_deletes_exactly_the_matching_rows(
             everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
             assert len(doomed) == manifest[key]
             batches: list[BatchProgress] = []
-            result = run_cleanup(conn, p, batch_size=7, on_batch=batches.append)
+            result = run_cleanup(conn, p, batch_size=7, by=order, on_batch=batches.append)
             assert (result.deleted, result.interrupted) == (len(doomed), False)
-            assert result.batches == -(-len(doomed) // 7) > 1
+            if order == "key":  # exactly batch_size rows a batch (blocks: about)
+                assert result.batches == -(-len(doomed) // 7) > 1
+            assert len(batches) == result.batches > 1
             assert [b.deleted for b in batches][-1] == len(doomed)
             assert _ids(conn, p, matching=False) == everything - doomed
-            again = run_cleanup(conn, p, batch_size=7)
+            again = run_cleanup(conn, p, batch_size=7, by=order)
             assert (again.deleted, again.batches) == (0, 0)
         recorded = conn.execute(
             "SELECT policy, deleted, interrupted FROM pgrunbook.cleanup_runs ORDER BY id"
@@ -110,7 +121,7 @@ def test_row_that_stops_matching_between_batches_is_kept(
             if progress.batch == 1:
                 assert app.execute(unread, (last,)).rowcount == 1
 
-        result = run_cleanup(conn, p, batch_size=3, on_batch=app_marks_unread)
+        result = run_cleanup(conn, p, batch_size=3, by="key", on_batch=app_marks_unread)
         assert result.deleted == len(doomed) - 1
         assert _ids(conn, p, matching=False) == everything - set(doomed) | {last}
 
@@ -121,7 +132,7 @@ def test_interrupted_run_leaves_whole_batches_and_resumes(db: ConnInfo) -> None:
         everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
         assert len(doomed) > 21
 
-        stopped = run_cleanup(conn, p, batch_size=7, max_batches=2)
+        stopped = run_cleanup(conn, p, batch_size=7, by="key", max_batches=2)
         assert (stopped.deleted, stopped.batches, stopped.interrupted) == (14, 2, True)
         assert len(_ids(conn, p, matching=True)) == len(doomed) - 14
 
@@ -129,15 +140,15 @@ def test_interrupted_run_leaves_whole_batches_and_resumes(db: ConnInfo) -> None:
             if progress.batch == 2:
                 raise KeyboardInterrupt
 
-        interrupted = run_cleanup(conn, p, batch_size=7, on_batch=ctrl_c)
+        interrupted = run_cleanup(conn, p, batch_size=7, by="key", on_batch=ctrl_c)
         assert (interrupted.deleted, interrupted.interrupted) == (14, True)
         assert len(_ids(conn, p, matching=True)) == len(doomed) - 28
 
         flags = iter([False, True])
-        paused = run_cleanup(conn, p, batch_size=7, should_stop=lambda: next(flags))
+        paused = run_cleanup(conn, p, batch_size=7, by="key", should_stop=lambda: next(flags))
         assert (paused.deleted, paused.interrupted) == (min(7, len(doomed) - 28), True)
 
-        rest = run_cleanup(conn, p, batch_size=7)
+        rest = run_cleanup(conn, p, batch_size=7, by="key")
         assert rest.deleted == len(doomed) - 28 - paused.deleted and not rest.interrupted
         assert _ids(conn, p, matching=False) == everything - doomed
         assert scalar(db, "SELECT count(*) FROM pgrunbook.cleanup_runs WHERE interrupted") == 3

@@ -1,9 +1,9 @@
 """cleanup's walk: by key (a row skipped while locked is taken on the second pass) and by
-block range (``run_cleanup(by="blocks")``: exact rows, re-checked, waits for locks)."""
+block range (``run_cleanup(by="blocks")``: exact rows, re-checked; a row the app holds is
+skipped, its range visited again at the end of the walk)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -73,31 +73,53 @@ def test_blocks_keep_a_row_that_stops_matching_ahead_of_the_walk(db: ConnInfo) -
         assert set(_rows(conn, p, False)) == set(everything) - set(doomed) | {last}
 
 
-def test_blocks_wait_for_a_row_the_app_holds_then_delete_it(db: ConnInfo) -> None:
-    with _connect(db) as conn:
+def test_blocks_skip_a_row_the_app_holds_and_the_next_run_takes_it(db: ConnInfo) -> None:
+    with _connect(db) as conn, _connect(db) as app:
         p = _policies(conn)["expired_refresh_tokens"]
         everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
         held = max(doomed)
-        locked = threading.Event()
-
-        def app_holds_a_row() -> None:
-            with _connect(db) as app, app.transaction():
-                query = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
-                    t=p.ident, key=sql.Identifier(p.key)
-                )
-                app.execute(query, (held,))
-                locked.set()
-                time.sleep(0.6)
-
-        app = threading.Thread(target=app_holds_a_row)
-        app.start()
-        assert locked.wait(10)
+        hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
+            t=p.ident, key=sql.Identifier(p.key)
+        )
+        app.execute("BEGIN")
+        app.execute(hold, (held,))
         started = time.monotonic()
         result = run_cleanup(conn, p, by="blocks")
         elapsed = time.monotonic() - started
-        app.join()
-        assert result.deleted == len(doomed)
-        assert elapsed > 0.3  # it waited for the app's transaction, retrying
+        # it waited 100 ms (twice: the walk and the visit at its end), never for the app
+        assert elapsed < 2.0
+        assert (result.deleted, result.interrupted) == (len(doomed) - 1, False)
+        assert set(_rows(conn, p, False)) == set(everything) - set(doomed) | {held}
+        app.execute("COMMIT")
+        again = run_cleanup(conn, p, by="blocks")
+        assert again.deleted == 1
+        assert set(_rows(conn, p, False)) == set(everything) - set(doomed)
+
+
+def test_blocks_take_a_row_released_during_the_walk_on_the_visit_at_its_end(
+    db: ConnInfo,
+) -> None:
+    with _connect(db) as conn, _connect(db) as app:
+        p = _policies(conn)["read_notifications"]
+        everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
+        first = min(doomed, key=lambda key: doomed[key])  # in the first range
+        hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
+            t=p.ident, key=sql.Identifier(p.key)
+        )
+        app.execute("BEGIN")
+        app.execute(hold, (first,))
+        seen: list[BatchProgress] = []
+
+        def release_after_two(progress: BatchProgress) -> None:
+            seen.append(progress)
+            if progress.batch == 2:
+                assert first in _rows(conn, p, True)  # skipped, still there
+                app.execute("COMMIT")
+
+        result = run_cleanup(conn, p, batch_size=120, by="blocks", on_batch=release_after_two)
+        assert (result.deleted, result.interrupted) == (len(doomed), False)
+        # the walk deleted all but that row; the visit of its range at the end took it
+        assert [s.deleted for s in seen][-2:] == [len(doomed) - 1, len(doomed)]
         assert set(_rows(conn, p, False)) == set(everything) - set(doomed)
 
 
@@ -119,7 +141,7 @@ def test_key_walk_takes_a_row_skipped_while_locked_on_its_second_pass(db: ConnIn
                 assert first in _rows(conn, p, True)  # skipped, still there
                 app.execute("COMMIT")
 
-        result = run_cleanup(conn, p, batch_size=50, on_batch=release_after_two)
+        result = run_cleanup(conn, p, batch_size=50, by="key", on_batch=release_after_two)
         assert (result.deleted, result.interrupted) == (len(doomed), False)
         # the first pass deleted all but that row; the second took it alone
         assert [b.deleted for b in batches][-2:] == [len(doomed) - 1, len(doomed)]

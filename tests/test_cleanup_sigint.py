@@ -15,7 +15,12 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from pgrunbook.catalog import load_catalog
+from pgrunbook.cleanup import resolve_policies
+from pgrunbook.cleanup.batches import CLEANUP_LOCKS
+from pgrunbook.cleanup.blockranges import BlockRanges
 from pgrunbook.dsn import ConnInfo
+from pgrunbook.profile import load_profile
 from tests.support import rows, scalar, url
 
 PGRUNBOOK: Final = Path(sys.executable).parent / "pgrunbook"
@@ -77,7 +82,7 @@ def test_sigint_stops_after_whole_batches_and_a_rerun_finishes(db: ConnInfo) -> 
     assert len(doomed) > EXTRA and kept
 
     # 24+ batches with a 0.3 s pause after each: Ctrl-C lands after the first one or two.
-    proc = _cleanup(db, "--batch-size", str(BATCH), "--sleep", "0.3")
+    proc = _cleanup(db, "--order", "key", "--batch-size", str(BATCH), "--sleep", "0.3")
     try:
         assert _deleted_so_far(db, len(everything), proc) >= BATCH
         proc.send_signal(signal.SIGINT)
@@ -98,7 +103,7 @@ def test_sigint_stops_after_whole_batches_and_a_rerun_finishes(db: ConnInfo) -> 
     assert re.search(rf"\b{deleted:,}\b", line), line
     assert rows(db, RUNS) == [(deleted, deleted // BATCH, BATCH, True)]
 
-    second = _cleanup(db, "--batch-size", str(BATCH), "--json")
+    second = _cleanup(db, "--order", "key", "--batch-size", str(BATCH), "--json")
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     (result,) = json.loads(out)["results"]
@@ -114,3 +119,42 @@ def test_sigint_stops_after_whole_batches_and_a_rerun_finishes(db: ConnInfo) -> 
         (len(doomed) - deleted, -(-(len(doomed) - deleted) // BATCH), BATCH, False),
         (0, 0, 5000, False),
     ]
+
+
+BLOCKS: Final = 'SELECT id, (ctid::text::point)[0]::int FROM "RefreshToken"'
+
+
+def test_sigint_in_block_order_leaves_whole_ranges_and_a_rerun_finishes(db: ConnInfo) -> None:
+    """The default order: what was deleted is exactly the matching rows of the first ranges
+    (no range half done), and a second run deletes the rest."""
+    with psycopg.connect(db.conninfo(), password=db.password, autocommit=True) as conn:
+        conn.execute(ADD_EXPIRED.format(n=sql.Literal(EXTRA)))
+        conn.execute('VACUUM (ANALYZE) "RefreshToken"')
+        p = resolve_policies(load_catalog(conn, "public"), load_profile().retention)[0][0]
+        per_range = BlockRanges(conn, p, BATCH, CLEANUP_LOCKS).blocks_per_batch
+    block = {row[0]: int(str(row[1])) for row in rows(db, BLOCKS)}
+    everything, doomed = set(block), _ids(db, MATCHING)
+    kept = everything - doomed
+
+    proc = _cleanup(db, "--batch-size", str(BATCH), "--sleep", "0.3")
+    try:
+        assert _deleted_so_far(db, len(everything), proc) > 0
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    gone = everything - _ids(db, ALL_IDS)
+    assert gone and gone <= doomed and len(gone) < len(doomed)
+    # whole ranges: every matching row below the end of the last range done is gone
+    end = (max(block[k] for k in gone) // per_range + 1) * per_range
+    assert gone == {k for k in doomed if block[k] < end}
+    assert rows(db, RUNS) == [(len(gone), end // per_range, BATCH, True)]
+
+    second = _cleanup(db, "--json")
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    (result,) = json.loads(out)["results"]
+    assert (result["deleted"], result["interrupted"]) == (len(doomed) - len(gone), False)
+    assert _ids(db, ALL_IDS) == kept

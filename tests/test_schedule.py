@@ -18,6 +18,7 @@ from psycopg import sql
 
 from pgrunbook.catalog import load_catalog
 from pgrunbook.cleanup import ResolvedPolicy, resolve_policies
+from pgrunbook.cleanup.batches import RUNS_SQL
 from pgrunbook.cli.common import err_console
 from pgrunbook.cli.main import cli, run
 from pgrunbook.cli.schedule_cmd import schedule_group
@@ -265,6 +266,7 @@ def test_cleanup_procedure_retries_lock_timeouts_then_gives_up(cron_db: ConnInfo
     with _connect(cron_db) as conn, _connect(cron_db) as app:
         p = _policies(conn)["expired_refresh_tokens"]
         routine = functions.cleanup_routine(p, 100, attempts=3, pause=0.05)
+        conn.execute(RUNS_SQL.encode())  # what install creates first: the runs' table
         for statement in routine.statements():
             conn.execute(statement)
         try:

@@ -81,16 +81,34 @@ def with_lock_retries(
 
     Raises LockBudgetExceeded (one line, what was being done) when the budget runs out.
     """
+
+    def attempt() -> T:
+        with timeouts(
+            conn,
+            lock_timeout_ms=policy.lock_timeout_ms,
+            statement_timeout_ms=policy.statement_timeout_ms,
+        ):
+            return action()
+
+    return retry_lock_timeouts(attempt, policy, what=what, on_retry=on_retry, sleep=sleep)
+
+
+def retry_lock_timeouts(
+    action: Callable[[], T],
+    policy: LockPolicy,
+    *,
+    what: str,
+    on_retry: Callable[[int, float], None] = lambda attempt, delay: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``action`` (already under the policy's timeouts, e.g. inside one ``timeouts``
+    block around a loop of one-statement batches) and retry it with jittered backoff while
+    it fails on a lock timeout; LockBudgetExceeded when the budget runs out."""
     started = time.monotonic()
     attempt = 0
     while True:
         try:
-            with timeouts(
-                conn,
-                lock_timeout_ms=policy.lock_timeout_ms,
-                statement_timeout_ms=policy.statement_timeout_ms,
-            ):
-                return action()
+            return action()
         except errors.LockNotAvailable:
             delay = policy.delay(attempt)
             attempt += 1

@@ -1,22 +1,25 @@
-"""The delete loop: batches by primary key, each its own short transaction.
+"""The delete loop: short batches, each one statement and so its own transaction.
 
-Each batch picks up to ``batch_size`` matching keys (``FOR UPDATE SKIP LOCKED``, so rows the
-app holds are left for a later run) and deletes them only if they still match: a row changed
-between the pick and the delete is never deleted. An interruption (Ctrl-C, or ``should_stop``)
-lands either inside a batch, whose transaction then rolls back, or between batches; a batch is
-never half done. Running again carries on where it stopped; a finished run deletes nothing.
+By default the batches go through the heap in block ranges (``cleanup.blockranges``): each page
+is read once, as one plain DELETE would, which on a table whose key is random (Prisma's uuid or
+cuid) is several times faster than key order. ``by="key"`` goes in primary-key order, described
+here. Each batch picks up to ``batch_size`` matching keys (``FOR UPDATE SKIP LOCKED``, so rows
+the app holds are left for a later run) and deletes them only if they still match: a row
+changed between the pick and the delete is never deleted. An interruption (Ctrl-C, or
+``should_stop``) lands either inside a batch, whose transaction then rolls back, or between
+batches; a batch is never half done. Running again carries on where it stopped; a finished run
+deletes nothing.
 
 Batches walk the key upwards: each starts after the last key the previous one deleted, so it
 never re-reads the index entries of the rows already deleted (still there until VACUUM:
 starting every batch from the lowest key made a run quadratic). The delete looks the keys up
-through the primary key (``= ANY (ARRAY(...))``; ``IN (SELECT ...)`` was planned as a hash
-join over a scan of the whole table, for every batch). When the walk reaches the end, one
-more pass from the lowest key picks up the rows skipped on the way (locked by the app, or
-that began to match); a pass that deletes nothing ends the run.
+through the primary key (``= ANY (ARRAY(...))``; ``IN (SELECT ...)`` was planned as a hash join
+over a scan of the whole table, for every batch). When the walk reaches the end, one more pass
+from the lowest key picks up the rows skipped on the way (locked by the app, or that began to
+match); a pass that deletes nothing ends the run.
 
-``by="blocks"`` walks the heap in block ranges instead (``cleanup.blockranges``): several
-times faster on a table whose key is random (uuid), but not in key order and without
-``SKIP LOCKED``; see that module.
+The session's timeouts are set once for the whole run (``locking.timeouts``) and restored after
+it; a batch that fails on its lock timeout is retried with backoff.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from psycopg import sql
 from pgrunbook import __version__
 from pgrunbook.cleanup.blockranges import BlockRanges
 from pgrunbook.cleanup.policies import ResolvedPolicy
-from pgrunbook.locking import LockPolicy, with_lock_retries
+from pgrunbook.locking import LockPolicy, retry_lock_timeouts, timeouts
 
 BatchOrder = Literal["key", "blocks"]
 
@@ -144,15 +147,14 @@ class KeyBatches:
         self.after: object | None = None  # the last key deleted in this pass; None: lowest
 
     def _batch(self) -> tuple[int, object | None]:
-        with self.conn.transaction():
-            statement = delete_statement(self.policy, self.batch_size, self.after)
-            row = self.conn.execute(statement).fetchone()
+        # one statement on the autocommit session: its own transaction, one round trip
+        statement = delete_statement(self.policy, self.batch_size, self.after)
+        row = self.conn.execute(statement).fetchone()
         assert row is not None
         return int(row[0]), row[1]
 
     def step(self) -> int | None:
-        deleted, last = with_lock_retries(
-            self.conn,
+        deleted, last = retry_lock_timeouts(
             self._batch,
             self.locks,
             what=f"deleting a batch from {self.policy.table.qualified}",
@@ -179,9 +181,14 @@ def run_cleanup(
     vacuum: bool = False,
     record: bool = True,
     sleep: Callable[[float], None] = time.sleep,
-    by: BatchOrder = "key",
+    by: BatchOrder = "blocks",
 ) -> CleanupResult:
     """Delete ``policy``'s rows in batches on the autocommit connection ``conn``.
+
+    Each batch is one statement, so its own transaction: the session's timeouts are set
+    once for the run (``locks``) and restored at its end. ``by="blocks"`` (the default) goes
+    through the heap in block ranges; ``by="key"`` in primary-key order (also used for a
+    table that is not a plain table, e.g. partitioned).
 
     Stops when a batch starting from the lowest key (``by="blocks"``: the last block range)
     deletes nothing, after ``max_batches`` batches that deleted rows, when ``should_stop()``
@@ -190,33 +197,23 @@ def run_cleanup(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if not conn.autocommit:
+        raise ValueError("run_cleanup needs an autocommit connection (a batch per transaction)")
     result = CleanupResult(
         policy.name, policy.table.qualified, batch_size, predicate=policy.predicate.as_string()
     )
     started = time.monotonic()
     batches: KeyBatches | BlockRanges = (
-        KeyBatches(conn, policy, batch_size, locks)
-        if by == "key"
-        else BlockRanges(conn, policy, batch_size, locks)
+        BlockRanges(conn, policy, batch_size, locks)
+        if by == "blocks" and policy.table.kind == "r"
+        else KeyBatches(conn, policy, batch_size, locks)
     )
     try:
-        while max_batches is None or result.batches < max_batches:
-            if should_stop():
-                result.interrupted = True
-                break
-            deleted = batches.step()
-            if deleted is None:
-                break
-            if deleted == 0:
-                continue
-            result.deleted += deleted
-            result.batches += 1
-            elapsed = time.monotonic() - started
-            on_batch(BatchProgress(policy.name, result.batches, result.deleted, elapsed))
-            if sleep_seconds > 0:
-                sleep(sleep_seconds)
-        else:
-            result.interrupted = True  # max_batches reached: not known to be finished
+        with timeouts(conn, lock_timeout_ms=locks.lock_timeout_ms,
+                      statement_timeout_ms=locks.statement_timeout_ms):  # fmt: skip
+            _loop(
+                batches, result, started, sleep_seconds, on_batch, should_stop, max_batches, sleep
+            )
     except KeyboardInterrupt:
         result.interrupted = True
     result.seconds = time.monotonic() - started
@@ -226,6 +223,35 @@ def run_cleanup(
         conn.execute(VACUUM_SQL.format(table=policy.ident))
         result.vacuumed = True
     return result
+
+
+def _loop(
+    batches: KeyBatches | BlockRanges,
+    result: CleanupResult,
+    started: float,
+    sleep_seconds: float,
+    on_batch: Callable[[BatchProgress], None],
+    should_stop: Callable[[], bool],
+    max_batches: int | None,
+    sleep: Callable[[float], None],
+) -> None:
+    """The batches of one run, until done, stopped or ``max_batches`` (updates ``result``)."""
+    while max_batches is None or result.batches < max_batches:
+        if should_stop():
+            result.interrupted = True
+            return
+        deleted = batches.step()
+        if deleted is None:
+            return
+        if deleted == 0:
+            continue
+        result.deleted += deleted
+        result.batches += 1
+        elapsed = time.monotonic() - started
+        on_batch(BatchProgress(result.policy, result.batches, result.deleted, elapsed))
+        if sleep_seconds > 0:
+            sleep(sleep_seconds)
+    result.interrupted = True  # max_batches reached: not known to be finished
 
 
 def record_run(conn: psycopg.Connection[Any], result: CleanupResult) -> None:

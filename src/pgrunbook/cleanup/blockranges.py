@@ -7,15 +7,19 @@ Every page is read once per run, as one plain DELETE would: on a table whose pri
 random (uuid) this is several times faster than batches in key order, which read a page per
 row.
 
-What differs from batches by key: rows go in physical order, a batch deletes up to about
-``batch_size`` rows (not exactly), and there is no ``SKIP LOCKED``: a row the app holds is
-waited for, for at most the ``lock_timeout`` (100 ms), then the batch rolls back and is
-retried. Since that is far below ``deadlock_timeout`` (1 s by default), when the app and a
-batch wait for each other it is the batch that gives way. The predicate is the DELETE's own,
-so a row changed meanwhile is deleted only if it still matches. A row the app moves behind
-the walk (an update that lands on an earlier page), or that begins to match after its page
-was passed, is left for the next run. Needs PostgreSQL 14+ (TID range scans); not for
-partitioned tables.
+What differs from batches by key: rows go in physical order and a batch deletes up to about
+``batch_size`` rows (not exactly). A batch takes no row locks before deleting (taking them,
+``FOR UPDATE SKIP LOCKED`` on every row, costs a second write per row and halves the speed):
+a row the app holds is waited for, for at most the ``lock_timeout`` (100 ms, far below
+``deadlock_timeout``, so when the app and a batch wait for each other the batch gives way).
+Then the range is deleted again the careful way, locking its rows with ``SKIP LOCKED`` and
+deleting those by ``ctid`` (a TID scan), and the range is visited once more at the end of the
+walk; rows the app still holds then are left for the next run.
+The predicate is the DELETE's own, so a row changed meanwhile is deleted only if it still
+matches. A row the app moves behind the walk (an update that lands on an earlier page), or
+that begins to match after its page was passed, is left for the next run. Each batch is one
+statement on the autocommit session, so its own transaction. Needs PostgreSQL 14+ (TID
+range scans); not for partitioned tables (those go by key).
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from pgrunbook.cleanup.policies import ResolvedPolicy
-from pgrunbook.locking import LockPolicy, with_lock_retries
+from pgrunbook.locking import LockPolicy, retry_lock_timeouts
 from pgrunbook.rows import fetch_one
 
 SIZE_SQL: Final = """
@@ -38,6 +42,12 @@ SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 AS 
 
 RANGE_DELETE_SQL: Final = sql.SQL(
     "DELETE FROM {table} WHERE ctid >= {start}::tid AND ctid < {end}::tid AND ({where})"
+)
+# The same range when a row of it is locked: lock what is free, delete those, skip the rest.
+SKIP_LOCKED_DELETE_SQL: Final = sql.SQL(
+    "DELETE FROM {table} WHERE ctid = ANY (ARRAY("
+    "SELECT ctid FROM {table} WHERE ctid >= {start}::tid AND ctid < {end}::tid AND ({where}) "
+    "FOR UPDATE SKIP LOCKED)) AND ({where})"
 )
 
 # Rows per page assumed when the table was never analyzed (a few hundred-byte rows).
@@ -51,9 +61,13 @@ class Size:
     pages: int  # relpages, when reltuples was counted
 
 
-def range_statement(policy: ResolvedPolicy, start: int, end: int) -> sql.Composed:
-    """The DELETE of the policy's rows in blocks ``[start, end)``."""
-    return RANGE_DELETE_SQL.format(
+def range_statement(
+    policy: ResolvedPolicy, start: int, end: int, *, skip_locked: bool = False
+) -> sql.Composed:
+    """The DELETE of the policy's rows in blocks ``[start, end)`` (``skip_locked``: of
+    those no one else holds)."""
+    template = SKIP_LOCKED_DELETE_SQL if skip_locked else RANGE_DELETE_SQL
+    return template.format(
         table=policy.ident,
         start=sql.Literal(f"({start},0)"),
         end=sql.Literal(f"({end},0)"),
@@ -79,26 +93,42 @@ class BlockRanges:
         self.blocks_per_batch = max(1, int(batch_size / (density or UNKNOWN_DENSITY)))
         self.start = 0
         self.end = size.blocks
+        self.revisit: list[int] = []  # ranges where rows the app held were skipped
+        self.revisiting = False
 
     def _size(self) -> Size:
         table = self.policy.ident.as_string(self.conn)
         return fetch_one(self.conn, Size, SIZE_SQL, {"table": table})
 
-    def _batch(self) -> int:
-        end = self.start + self.blocks_per_batch
-        with self.conn.transaction():
-            return self.conn.execute(range_statement(self.policy, self.start, end)).rowcount
+    def _batch(self, start: int, *, skip_locked: bool) -> int:
+        end = start + self.blocks_per_batch
+        statement = range_statement(self.policy, start, end, skip_locked=skip_locked)
+        return self.conn.execute(statement).rowcount  # autocommit: one transaction
+
+    def _next(self) -> int | None:
+        """The first block of the next range: the walk, then the ranges to visit again."""
+        if self.start >= self.end and not self.revisiting:
+            self.end = self._size().blocks  # the table may have grown meanwhile
+            self.revisiting = self.start >= self.end
+        if not self.revisiting:
+            start = self.start
+            self.start += self.blocks_per_batch
+            return start
+        return self.revisit.pop(0) if self.revisit else None
 
     def step(self) -> int | None:
-        if self.start >= self.end:
-            self.end = self._size().blocks  # the table may have grown meanwhile
-            if self.start >= self.end:
-                return None
-        deleted = with_lock_retries(
-            self.conn,
-            self._batch,
+        """Delete the next range (under the session's timeouts, set by the caller); the rows
+        deleted, None when done."""
+        start = self._next()
+        if start is None:
+            return None
+        try:
+            return self._batch(start, skip_locked=False)
+        except errors.LockNotAvailable:
+            if not self.revisiting:
+                self.revisit.append(start)
+        return retry_lock_timeouts(
+            lambda: self._batch(start, skip_locked=True),
             self.locks,
             what=f"deleting a block range of {self.policy.table.qualified}",
         )
-        self.start += self.blocks_per_batch
-        return deleted

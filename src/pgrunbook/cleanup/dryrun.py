@@ -9,7 +9,8 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from pgrunbook.cleanup.batches import delete_statement
+from pgrunbook.cleanup.batches import CLEANUP_LOCKS, BatchOrder, delete_statement
+from pgrunbook.cleanup.blockranges import BlockRanges, range_statement
 from pgrunbook.cleanup.policies import ResolvedPolicy
 
 COUNT_SQL: Final = sql.SQL(
@@ -24,7 +25,7 @@ class DryRun:
     rows: int
     oldest: datetime | None
     newest: datetime | None
-    sql: str  # one batch's DELETE
+    sql: str  # the first batch's DELETE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,7 +44,22 @@ def count_statement(policy: ResolvedPolicy) -> sql.Composed:
     )
 
 
-def dry_run(conn: psycopg.Connection[Any], policy: ResolvedPolicy, batch_size: int) -> DryRun:
+def first_batch(
+    conn: psycopg.Connection[Any], policy: ResolvedPolicy, batch_size: int, by: BatchOrder
+) -> sql.Composed:
+    """The DELETE of the first batch ``run_cleanup`` would run (``by`` as it would)."""
+    if by == "blocks" and policy.table.kind == "r":
+        blocks = BlockRanges(conn, policy, batch_size, CLEANUP_LOCKS).blocks_per_batch
+        return range_statement(policy, 0, blocks)
+    return delete_statement(policy, batch_size)
+
+
+def dry_run(
+    conn: psycopg.Connection[Any],
+    policy: ResolvedPolicy,
+    batch_size: int,
+    by: BatchOrder = "blocks",
+) -> DryRun:
     """Count the rows ``policy`` selects now (read-only)."""
     row = conn.execute(count_statement(policy)).fetchone()
     assert row is not None
@@ -53,5 +69,5 @@ def dry_run(conn: psycopg.Connection[Any], policy: ResolvedPolicy, batch_size: i
         rows=int(row[0]),
         oldest=row[1],
         newest=row[2],
-        sql=delete_statement(policy, batch_size).as_string(),
+        sql=first_batch(conn, policy, batch_size, by).as_string(),
     )

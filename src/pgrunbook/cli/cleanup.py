@@ -29,7 +29,7 @@ from pgrunbook.cleanup import (
     resolve_policies,
     run_cleanup,
 )
-from pgrunbook.cleanup.batches import DEFAULT_BATCH_SIZE
+from pgrunbook.cleanup.batches import DEFAULT_BATCH_SIZE, BatchOrder
 from pgrunbook.cli.change import context
 from pgrunbook.cli.common import (
     common_options,
@@ -106,6 +106,13 @@ def _summary(results: list[CleanupResult]) -> RichTable:
     default=0.0,
     help="Seconds to pause between batches.",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["blocks", "key"]),
+    default="blocks",
+    show_default=True,
+    help="Batches by heap block range (reads each page once) or in primary-key order.",
+)
 @click.option("--vacuum", is_flag=True, help="VACUUM (ANALYZE) each table afterwards.")
 @yes_option
 @json_option
@@ -117,21 +124,23 @@ def cleanup(
     execute: bool,
     batch_size: int,
     sleep_seconds: float,
+    order: BatchOrder,
     vacuum: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
     """Apply the profile's retention policies (expired refresh tokens, old read
     notifications, and your own). By default only counts what each would delete, with the
-    oldest and newest timestamps and the SQL; --execute deletes in batches by primary key,
-    re-checking the policy on every row it deletes. Ctrl-C stops after the current batch.
+    oldest and newest timestamps and the SQL; --execute deletes in short batches (by heap
+    block range, or --order key), re-checking the policy on every row it deletes and
+    leaving rows the app holds for the next run. Ctrl-C stops after the current batch.
     """
     with context(dsn, schema, profile_path, purpose="cleaning up old rows") as (ctx, _):
         catalog = load_catalog(ctx.conn, ctx.schema)
         resolved, skipped = resolve_policies(catalog, ctx.profile.retention, policies)
         for skip in skipped:
             err_console.print(f"[yellow]skipped[/] {skip.policy}: {escape(skip.reason)}")
-        plans = [dry_run(ctx.conn, p, batch_size) for p in resolved]
+        plans = [dry_run(ctx.conn, p, batch_size, order) for p in resolved]
         skipped_json = [{"policy": s.policy, "reason": s.reason} for s in skipped]
         if not execute:
             if as_json:
@@ -168,6 +177,7 @@ def cleanup(
                     resolved_policy,
                     batch_size=batch_size,
                     sleep_seconds=sleep_seconds,
+                    by=order,
                     on_batch=update,
                     should_stop=lambda: stop[0],
                     vacuum=vacuum,

@@ -1,14 +1,14 @@
 """The SQL routines the pg_cron jobs call, installed in the ``pgrunbook`` schema.
 
-Per retention policy a procedure ``pgrunbook.cleanup_<policy>()`` deletes in batches by
-primary key with the very DELETE ``pgrunbook cleanup`` runs (``delete_statement``, walking
-the key upwards like ``run_cleanup``), each
-batch its own transaction (a procedure CALLed at top level may COMMIT) under a short
-``lock_timeout``: a batch that cannot get its locks is retried a few times after a pause,
-then the run gives up (recorded as interrupted; the next run carries on). Every run is
-recorded in ``pgrunbook.cleanup_runs``. ``pgrunbook.run_daily()`` / ``run_weekly()`` call the
-cadence's cleanups (weekly then runs ``ANALYZE``). Each routine carries a comment starting
-with ``MARK`` so that ``schedule remove`` drops exactly what ``install`` created.
+Per retention policy a procedure ``pgrunbook.cleanup_<policy>()`` deletes in batches by primary
+key with the very DELETE ``pgrunbook cleanup --order key`` runs (``delete_statement``, walking
+the key upwards like ``run_cleanup``), each batch its own transaction (a procedure CALLed at
+top level may COMMIT) under a short ``lock_timeout``: a batch that cannot get its locks is
+retried a few times after a pause, then the run gives up (recorded as interrupted; the next run
+carries on). Every run is recorded in ``pgrunbook.cleanup_runs``. ``pgrunbook.run_daily()`` /
+``run_weekly()`` call the cadence's cleanups (weekly then runs ``ANALYZE``). Each routine
+carries a comment starting with ``MARK`` so that ``schedule remove`` drops exactly what
+``install`` created.
 """
 
 from __future__ import annotations
