@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,24 +20,30 @@ from pgrunbook.change.steps import STEP_IDS
 from pgrunbook.change.steps.roles import read_env_file
 from pgrunbook.cli.main import run
 from pgrunbook.connect import connect
-from pgrunbook.demo import PASSWORDS_FILE, room_history_query
+from pgrunbook.demo import PASSWORDS_FILE, RoomHistory, explain_room_history, room_history_spec
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.explainplan import explain_analyze
 from pgrunbook.profile import load_profile
 from pgrunbook.reference.naming import Naming
-from tests.support import APP_ROLES, execute, scalar
+from tests.support import APP_ROLES, execute, rows, scalar
 from tests.test_discover_reference import CONSTRAINT_OF
 
 ROOM_HISTORY_INDEX: Final = "idx_message_room_created_desc"
+# The catalog's room_history query (the profile's [[queries]]) with the hot room as a literal
 PRISMA_ROOM_HISTORY: Final = (
-    'SELECT * FROM "public"."Message" WHERE "roomId" = (SELECT "id" FROM "public"."Room" '
-    'LIMIT 1) ORDER BY "createdAt" DESC LIMIT 50'
+    'SELECT * FROM "public"."Message" WHERE "roomId" = \'{room}\' ORDER BY "createdAt" DESC '
+    "LIMIT 50"
 )
 SNAKE_ROOM_HISTORY: Final = (
-    'SELECT * FROM "public"."messages" WHERE "room_id" = (SELECT "id" FROM "public"."rooms" '
-    'LIMIT 1) ORDER BY "created_at" DESC LIMIT 50'
+    'SELECT * FROM "public"."messages" WHERE "room_id" = \'{room}\' ORDER BY "created_at" DESC '
+    "LIMIT 50"
+)
+# The hot room, counted here as the sampler should: most messages, ties to the smallest id
+HOT_ROOM_SQL: Final = (
+    "SELECT {room}, count(*) FROM {messages} WHERE {room} IS NOT NULL"
+    " GROUP BY {room} ORDER BY count(*) DESC, {room} LIMIT 1"
 )
 # The seed's injected rows past the retention policies at --scale tiny (seed 42), either
 # naming: what the demo's cleanup dry run must count.
@@ -59,6 +66,15 @@ def _passwords(path: Path) -> dict[str, str]:
 def _login(server: LocalServer, role: str, password: str) -> object:
     info = server.dsn("ali_demo", user=role).with_params(password=password)
     return scalar(info, "SELECT current_user")
+
+
+def _hot_room(info: ConnInfo, naming: Naming) -> tuple[str, int]:
+    query = sql.SQL(HOT_ROOM_SQL).format(
+        room=sql.Identifier(naming.column("roomId")),
+        messages=sql.Identifier(naming.table("Message")),
+    )
+    room, count = rows(info, query)[0]
+    return str(room), int(count)  # type: ignore[call-overload]
 
 
 def _applied(document: dict[str, Any]) -> dict[str, int]:
@@ -90,20 +106,28 @@ def _check_runbook(document: dict[str, Any], server: LocalServer) -> dict[str, s
     role_checks = [c for c in verify["checks"] if c["name"].endswith(" privileges")]
     assert {c["details"]["method"] for c in role_checks} == {"login"}  # with the file's passwords
 
+    # the catalog's room_history query for the hot room, before and after, as --compare
     explain = document["explain"]
-    before, after = explain["before"], explain["after"]
+    room, messages = _hot_room(info, Naming.PRISMA)
+    assert (explain["name"], explain["variant"]) == ("room_history", "hot")
     assert explain["expected_index"] == ROOM_HISTORY_INDEX
-    assert before["query"] == after["query"] == PRISMA_ROOM_HISTORY
-    assert ROOM_HISTORY_INDEX not in before["indexes"]
-    assert ROOM_HISTORY_INDEX in after["indexes"]
-    assert before["node_type"] == after["node_type"] == "Limit"
-    assert after["path"][:2] == ["Limit", f"Index Scan using {ROOM_HISTORY_INDEX} on Message"]
-    assert "Sort" in before["path"]  # no index gives the rows in createdAt order
-    for plan in (before, after):
-        assert plan["execution_ms"] > 0
-        assert plan["buffers"] == plan["shared_hit"] + plan["shared_read"] > 0
+    assert explain["sql"] == PRISMA_ROOM_HISTORY.format(room=room)
+    assert explain["params"] == {"room_id": room}
+    assert explain["param_notes"] == {
+        "room_id": f"hot: the Message.roomId with the most rows ({messages:,})"
+    }
+    assert explain["runs"] == 3
+    assert explain["passed_before"] is False and ROOM_HISTORY_INDEX not in explain["before_indexes"]
+    assert explain["passed_after"] is True and explain["after_indexes"] == [ROOM_HISTORY_INDEX]
+    assert explain["plan_changed"] is True
+    assert explain["after_path"] == ["Limit", f"Index Scan using {ROOM_HISTORY_INDEX} on Message"]
+    assert explain["after_shape"] == f"Index Scan using {ROOM_HISTORY_INDEX}"
+    assert "Sort" in explain["before_path"]  # no index gives the room's rows in createdAt order
+    assert explain["before_shape"].endswith(" + Sort")
+    assert explain["before_ms"] > 0 and explain["after_ms"] > 0
+    assert explain["before_buffers"] > 0 and explain["after_buffers"] > 0
     assert explain["speedup"] == pytest.approx(
-        before["execution_ms"] / after["execution_ms"], abs=0.06
+        explain["before_ms"] / explain["after_ms"], rel=0.05, abs=0.06
     )
 
     path = Path(document["passwords_file"])
@@ -221,10 +245,16 @@ def test_demo_human_output_snake_case_stops_the_server(
     assert "The runbook's scripts 02-06 applied online in" in out
     assert re.search(r"chk_follow_not_self (\d+) \1 deleted", out)
     assert "verify (runbook section 5): all" in out and "checks passed" in out
-    assert SNAKE_ROOM_HISTORY in out
+    room = re.escape(SNAKE_ROOM_HISTORY).replace(re.escape("{room}"), "[0-9a-f-]{36}")
+    assert re.search(room, out)
+    assert re.search(
+        r"room_id = [0-9a-f-]{36} \(hot: the messages\.room_id with the most rows", out
+    )
     assert f"after: Limit > Index Scan using {ROOM_HISTORY_INDEX} on messages" in out
-    assert re.search(rf"after Limit {ROOM_HISTORY_INDEX} [\d.]+ ms \d+ \+ \d+", out)
-    assert re.search(r"speedup: [\d.]+x \([\d.]+ ms -> [\d.]+ ms\); shared buffers", out)
+    assert re.search(r"room_history hot [\d,.]+ [\d,.]+ [\d,.]+x ", out)
+    assert (
+        f"expected index {ROOM_HISTORY_INDEX}: before not used, after used; shared buffers" in out
+    )
     # it ends with the cleanup dry run and the monthly maintenance
     steps = out.index("The runbook's scripts and their commands")
     cleanup = out.index("Cleanup dry run (runbook script 08, 'pgrunbook cleanup')")
@@ -258,27 +288,55 @@ def test_explain_before_and_after_the_room_history_index(
     naming: Naming, expected: str, request: pytest.FixtureRequest
 ) -> None:
     info: ConnInfo = request.getfixturevalue("db" if naming is Naming.PRISMA else "snake_db")
+    messages, room_id = naming.table("Message"), naming.column("roomId")
+    room, count = _hot_room(info, naming)
     with open_context(info, load_profile()) as ctx:
-        query = room_history_query(ctx)
-        assert query.as_string() == expected
-        before = explain_analyze(ctx.conn, query, runs=3)
+        before = explain_room_history(ctx)
         ctx.conn.execute(
             sql.SQL("CREATE INDEX {} ON {} ({}, {} DESC)").format(
                 sql.Identifier(ROOM_HISTORY_INDEX),
-                sql.Identifier(naming.table("Message")),
-                sql.Identifier(naming.column("roomId")),
+                sql.Identifier(messages),
+                sql.Identifier(room_id),
                 sql.Identifier(naming.column("createdAt")),
             )
         )
-        after = explain_analyze(ctx.conn, query)
-    assert before.query == after.query == expected
-    assert not before.uses(ROOM_HISTORY_INDEX)
-    assert after.uses(ROOM_HISTORY_INDEX)
-    assert after.indexes == (ROOM_HISTORY_INDEX,)  # the subquery reads Room without an index
-    assert after.path == ("Limit", f"Index Scan using {ROOM_HISTORY_INDEX} "
-                                   f"on {naming.table('Message')}")  # fmt: skip
-    assert before.node_type == "Limit" and "Sort" in before.path
-    assert after.buffers == after.shared_hit + after.shared_read > 0
+        after = explain_room_history(ctx, before)
+    assert before.name == after.name == "room_history"
+    assert before.variant == after.variant == "hot"
+    # the hot room, sampled before and reused after (as --compare reuses a baseline's values)
+    assert before.binding.values == after.binding.values == {"room_id": room}
+    assert before.binding.notes == {
+        "room_id": f"hot: the {messages}.{room_id} with the most rows ({count:,})"
+    }
+    assert after.binding.notes == {"room_id": "the baseline's value"}
+    assert before.summary.query == after.summary.query == expected.format(room=room)
+    assert (before.index_state, before.verdict, before.passed) == (
+        "missing",
+        "index missing",
+        False,
+    )
+    assert not before.summary.uses(ROOM_HISTORY_INDEX)
+    assert "Sort" in before.summary.path
+    assert (after.index_state, after.verdict, after.passed) == ("present", "uses it", True)
+    assert after.summary.indexes == (ROOM_HISTORY_INDEX,)
+    assert after.summary.path == ("Limit", f"Index Scan using {ROOM_HISTORY_INDEX} on {messages}")
+    assert after.summary.buffers == after.summary.shared_hit + after.summary.shared_read > 0
+    compared = RoomHistory(before, after).to_json()
+    assert (compared["passed_before"], compared["passed_after"]) == (False, True)
+    assert compared["plan_changed"] is True
+    assert compared["params"] == {"room_id": room}
+
+
+def test_the_demo_needs_the_room_history_query_in_the_profile() -> None:
+    profile = load_profile()
+    assert room_history_spec(profile).name == "room_history"
+    without = replace(
+        profile, queries=tuple(q for q in profile.queries if q.name != "room_history")
+    )
+    with pytest.raises(
+        PgRunbookError, match=f"has no \\[\\[queries\\]\\] entry for {ROOM_HISTORY_INDEX}"
+    ):
+        room_history_spec(without)
 
 
 def test_explain_analyze_runs_in_a_rolled_back_transaction(db: ConnInfo) -> None:

@@ -1,11 +1,12 @@
 """The demo: an embedded PostgreSQL with the reference data, then the runbook on it.
 
 ``run_demo`` seeds a fresh ``ali_demo`` database, runs discovery (script 01), explains the
-runbook's room-history query, applies scripts 02-05, fixes the rows the seed made violate
-the constraints, applies script 06, verifies everything (section 5) and explains the query
-again; it ends with a cleanup dry run (what ``pgrunbook cleanup`` would delete, per retention
-policy) and the monthly maintenance (``pgrunbook run monthly``, for real: the database is a
-throwaway).
+catalog's room-history query for the hot room (``pgrunbook explain``), applies scripts
+02-05, fixes the rows the seed made violate the constraints, applies script 06, verifies
+everything (section 5) and explains the query again for the same room, compared as
+``pgrunbook explain --compare`` does; it ends with a cleanup dry run (what ``pgrunbook
+cleanup`` would delete, per retention policy) and the monthly maintenance (``pgrunbook run
+monthly``, for real: the database is a throwaway).
 
 Re-running starts from a fresh database: the old one is dropped, and with it the
 application roles (roles belong to the whole server, and those of the old database would
@@ -44,19 +45,23 @@ from pgrunbook.discover import DiscoveryReport, discover
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.embedded import LocalServer
 from pgrunbook.errors import EmbeddedServerError, PgRunbookError
-from pgrunbook.explainplan import Comparison, explain_analyze
+from pgrunbook.explain import QueryComparison, QueryResult, explain_queries
+from pgrunbook.explain.baseline import BaselineEntry
+from pgrunbook.explain.run import VARIANTS
+from pgrunbook.explainplan import shape
 from pgrunbook.profile import Profile, load_profile
+from pgrunbook.profile.model import QuerySpec
 from pgrunbook.reference.model import ALI_SCHEMA
 from pgrunbook.reference.naming import Naming
 from pgrunbook.seed import SeedReport, seed, verify_counts
 from pgrunbook.seed.load import Progress
-from pgrunbook.sqlexport.explain import explain_queries
 
 DEMO_DATABASE: Final = "ali_demo"
 DEMO_EXTENSIONS: Final = ("pg_stat_statements", "pgstattuple")
 # in the server's data directory: written with mode 0600, replaced by every run
 PASSWORDS_FILE: Final = "pgrunbook-demo-passwords.env"
 EXPLAIN_RUNS: Final = 3  # the median of three runs, before and after
+HOT: Final = VARIANTS[0]  # the demo explains the room-history query for the busiest room
 
 DROP_DATABASE_SQL: Final = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
 CREATE_DATABASE_SQL: Final = sql.SQL("CREATE DATABASE {}")
@@ -87,6 +92,35 @@ NEXT_STEPS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class RoomHistory:
+    """The room-history query for the hot room, before the indexes and after apply."""
+
+    before: QueryResult
+    after: QueryResult
+
+    @property
+    def comparison(self) -> QueryComparison:
+        """As ``pgrunbook explain --compare`` pairs a baseline's entry with a new result."""
+        b = self.before
+        entry = BaselineEntry(b.name, b.variant, b.expected_index, dict(b.binding.values),
+                              b.summary)  # fmt: skip
+        return QueryComparison(entry, self.after)
+
+    def to_json(self) -> dict[str, Any]:
+        """``--compare``'s JSON, with the SQL, the parameter values and where they came
+        from, and the plans' short shapes."""
+        return {
+            **self.comparison.to_json(),
+            "sql": self.after.summary.query,
+            "params": dict(self.before.binding.values),
+            "param_notes": dict(self.before.binding.notes),
+            "before_shape": shape(self.before.summary),
+            "after_shape": shape(self.after.summary),
+            "runs": EXPLAIN_RUNS,
+        }
+
+
 @dataclass
 class TableSummary:
     name: str
@@ -106,7 +140,7 @@ class DemoResult:
     apply: ApplyReport | None = None  # scripts 02-06, the constraints after the fixes
     fixes: list[FixResult] = field(default_factory=list)
     checks: list[Verification] = field(default_factory=list)
-    explain: Comparison | None = None  # the room-history query before and after
+    explain: RoomHistory | None = None  # the room-history query (hot room) before and after
     passwords_file: Path | None = None  # where the roles' passwords were written (0600)
     roles_created: list[str] = field(default_factory=list)
     cleanup: list[DryRun] = field(default_factory=list)  # what cleanup would delete
@@ -138,11 +172,7 @@ class DemoResult:
             "apply": self.apply.to_json() if self.apply else None,
             "fixes": [f.to_json() for f in self.fixes],
             "verify": {"checks": [c.to_json() for c in self.checks], "passed": self.verified},
-            "explain": (
-                {"expected_index": ROOM_HISTORY_INDEX, **self.explain.to_json()}
-                if self.explain
-                else None
-            ),
+            "explain": self.explain.to_json() if self.explain else None,
             "passwords_file": str(self.passwords_file) if self.passwords_file else None,
             "roles_created": self.roles_created,
             "cleanup_dry_run": {
@@ -173,15 +203,30 @@ def drop_roles(conn: psycopg.Connection[Any], profile: Profile) -> None:
             ) from None
 
 
-def room_history_query(ctx: StepContext) -> sql.Composed:
-    """The runbook's room-history query (section 5) in this database's names: script 10's
-    query for ``idx_message_room_created_desc``."""
-    queries, skipped = explain_queries(ctx)
-    for query in queries:
-        if query.index == ROOM_HISTORY_INDEX:
-            return query.query
-    reasons = "; ".join(s.reason for s in skipped if s.object == ROOM_HISTORY_INDEX)
-    raise PgRunbookError(f"the demo database has no room-history query: {reasons}")
+def room_history_spec(profile: Profile) -> QuerySpec:
+    """The profile's critical query for ``idx_message_room_created_desc`` (runbook section
+    5's room history: ``room_history`` in the built-in profile)."""
+    for spec in profile.queries:
+        if spec.index == ROOM_HISTORY_INDEX:
+            return spec
+    raise PgRunbookError(
+        f"the profile {profile.source} has no [[queries]] entry for {ROOM_HISTORY_INDEX}",
+        "copy the room_history query from a fresh 'pgrunbook profile export'",
+    )
+
+
+def explain_room_history(ctx: StepContext, before: QueryResult | None = None) -> QueryResult:
+    """``pgrunbook explain --query room_history`` for the hot room (the room with the most
+    messages), the median of ``EXPLAIN_RUNS``; with ``before``, with its parameter values
+    (the same room), as ``--compare`` runs a baseline's query again."""
+    spec = room_history_spec(ctx.profile)
+    pinned = {spec.name: {HOT: before.binding.values}} if before is not None else None
+    report = explain_queries(ctx.conn, ctx.schema, [spec], runs=EXPLAIN_RUNS, pinned=pinned)
+    for result in report.results:
+        if result.variant == HOT:
+            return result
+    reasons = "; ".join(s.reason for s in report.skipped) or "no hot room"
+    raise PgRunbookError(f"the demo database cannot run the room-history query: {reasons}")
 
 
 def _steps_summary(report: ApplyReport) -> str:
@@ -196,9 +241,8 @@ def run_runbook(
     log: Callable[[str], None] = lambda text: None,
 ) -> None:
     """Scripts 02-06 on the demo database, with the EXPLAIN before and after and verify."""
-    query = room_history_query(ctx)
-    log("explaining the room-history query before the indexes (runbook script 10)")
-    before = explain_analyze(ctx.conn, query, runs=EXPLAIN_RUNS)
+    log("explaining the room-history query for the hot room before the indexes (script 10)")
+    before = explain_room_history(ctx)
     early = [s for s in STEPS if s is not constraints_step.STEP]
     log(f"applying {', '.join(s.id for s in early)} (runbook scripts 02-05)")
     first = apply_steps(ctx, early)
@@ -215,8 +259,8 @@ def run_runbook(
     )
     log(f"applied: {_steps_summary(result.apply)} change(s); verifying (runbook section 5)")
     result.checks = verify_steps(ctx, STEPS)
-    after = explain_analyze(ctx.conn, query, runs=EXPLAIN_RUNS)
-    result.explain = Comparison(before, after)
+    log("explaining the room-history query again, for the same room")
+    result.explain = RoomHistory(before, explain_room_history(ctx, before))
 
 
 def run_demo(

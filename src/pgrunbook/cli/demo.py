@@ -19,9 +19,9 @@ from pgrunbook.cli.common import emit_json, err_console, json_option, out_consol
 from pgrunbook.cli.discover import render as render_discovery
 from pgrunbook.cli.progress import table_progress
 from pgrunbook.cli.run_cmd import render as render_run
-from pgrunbook.demo import EXPLAIN_RUNS, NEXT_STEPS, DemoResult, run_demo
+from pgrunbook.demo import EXPLAIN_RUNS, NEXT_STEPS, DemoResult, RoomHistory, run_demo
 from pgrunbook.embedded import LocalServer, default_data_dir
-from pgrunbook.explainplan import Comparison
+from pgrunbook.explainplan import shape
 from pgrunbook.reference.naming import Naming
 from pgrunbook.seed import SCALE_NAMES
 
@@ -223,33 +223,47 @@ def render_checks(checks: list[Verification]) -> RenderableType:
     return Group(*parts)
 
 
-def render_explain(comparison: Comparison) -> RenderableType:
-    before, after = comparison.before, comparison.after
+def render_explain(explained: RoomHistory) -> RenderableType:
+    """The room-history query for the hot room before and after, as ``pgrunbook explain
+    --compare`` shows a query: median ms before and after, the speedup, the plan change."""
+    row = explained.comparison
+    before, after = row.before.summary, row.after.summary
+    index = row.after.expected_index
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    table.add_column("", no_wrap=True)
-    table.add_column("top node", no_wrap=True)
-    table.add_column("index used", no_wrap=True)
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("hit + read", justify="right")
-    for name, plan in (("before", before), ("after", after)):
-        table.add_row(
-            name,
-            plan.node_type,
-            ", ".join(plan.indexes) or "none",
-            f"{plan.execution_ms:,.3f} ms",
-            f"{plan.shared_hit:,} + {plan.shared_read:,}",
-        )
+    table.add_column("query", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    for name in ("before ms", "after ms", "speedup"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("plan before -> after", overflow="fold")
+    plan = (
+        f"{shape(before)} -> {shape(after)}" if row.plan_changed else f"unchanged: {shape(after)}"
+    )
+    table.add_row(
+        row.after.name,
+        row.after.variant,
+        f"{before.execution_ms:,.3f}",
+        f"{after.execution_ms:,.3f}",
+        f"{row.comparison.speedup:,.1f}x",
+        plan,
+    )
+    values = "; ".join(
+        f"{name} = {value} ({explained.before.binding.notes[name]})"
+        for name, value in explained.before.binding.values.items()
+    )
+    was = "used" if index in before.indexes else "not used"
+    used = "used" if row.after.passed else "NOT used"
     return Group(
         Text(
-            "The room-history query, EXPLAIN (ANALYZE, BUFFERS) before the indexes and after "
-            f"apply (median of {EXPLAIN_RUNS} runs, each rolled back):\n  {after.query}"
+            "The room-history query for the hot room, before the indexes and after apply "
+            f"('pgrunbook explain --compare'; EXPLAIN (ANALYZE, BUFFERS), median of "
+            f"{EXPLAIN_RUNS} runs, each rolled back):\n  {after.query}\n  {values}"
         ),
         Text(f"  before: {' > '.join(before.path)}\n  after:  {' > '.join(after.path)}"),
         table,
         Text(
-            f"speedup: {comparison.speedup:,.1f}x ({before.execution_ms:,.3f} ms -> "
-            f"{after.execution_ms:,.3f} ms); shared buffers {before.buffers:,} -> "
-            f"{after.buffers:,}"
+            f"expected index {index}: before {was}, after {used}; shared buffers "
+            f"{before.buffers:,} -> {after.buffers:,}",
+            style="green" if row.after.passed else "red",
         ),
     )
 
