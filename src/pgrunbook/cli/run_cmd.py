@@ -37,6 +37,27 @@ STATUS_STYLE = {
 }
 
 
+def render_grid(
+    columns: tuple[str, ...], rows: tuple[tuple[str, ...], ...], width: int
+) -> RenderableType:
+    """A table when it fits in ``width`` columns; otherwise one block per row (its first
+    cell, then ``column: value`` lines), so that nothing is cut or squeezed."""
+    natural = sum(max(len(c), *(len(r[n]) for r in rows)) + 3 for n, c in enumerate(columns))
+    if natural <= width:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        for column in columns:
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        return table
+    label = max(len(c) for c in columns[1:]) if len(columns) > 1 else 0
+    lines: list[RenderableType] = []
+    for row in rows:
+        lines.append(Text(f"  {row[0]}", style="bold"))
+        lines += [Text(f"    {c:<{label}}  {v}") for c, v in zip(columns[1:], row[1:], strict=True)]
+    return Group(*lines)
+
+
 def render_task(task: TaskResult, *, grid: bool = True) -> RenderableType:
     label, style = STATUS_STYLE[task.status]
     parts: list[RenderableType] = [
@@ -48,12 +69,7 @@ def render_task(task: TaskResult, *, grid: bool = True) -> RenderableType:
     if task.summary:
         parts.append(Text(f"  {task.summary}"))
     if grid and task.grid is not None and task.grid.rows:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-        for n, column in enumerate(task.grid.columns):  # the first names the object: whole
-            table.add_column(column, no_wrap=n == 0, overflow="fold")
-        for row in task.grid.rows:
-            table.add_row(*row)
-        parts.append(table)
+        parts.append(render_grid(task.grid.columns, task.grid.rows, out_console.width))
     parts += [Text(f"  {note}") for note in task.notes]
     return Group(*parts)
 
