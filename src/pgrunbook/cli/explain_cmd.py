@@ -54,13 +54,14 @@ def _results_table(report: ExplainReport) -> Table:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    table.add_column("query", no_wrap=True)
+    table.add_column("query", overflow="fold", min_width=12)
     table.add_column("variant", no_wrap=True)
-    table.add_column("expected index", overflow="fold", min_width=12)
-    table.add_column("index", overflow="fold", min_width=8)
+    table.add_column("expected index", overflow="fold", min_width=16)
+    table.add_column("index", overflow="fold", min_width=8, max_width=24)
+    # the expected index is not named again in the plan: "Index Scan" means through it
     table.add_column("plan", overflow="fold", min_width=12)
     for name in ("rows", "ms", "plan ms", "hit/read"):
-        table.add_column(name, justify="right", overflow="fold")
+        table.add_column(name, justify="right", no_wrap=True)
     for r in report.results:
         s = r.summary
         colour = "green" if r.passed else "red" if r.failed else "yellow"
@@ -70,7 +71,7 @@ def _results_table(report: ExplainReport) -> Table:
             r.variant,
             r.expected_index,
             verdict,
-            escape(shape(s)),
+            escape(shape(s).replace(f" using {r.expected_index}", "")),
             f"{s.rows:,.0f}",
             f"{s.execution_ms:,.3f}",
             f"{s.planning_ms:,.3f}",
