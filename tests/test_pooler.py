@@ -40,11 +40,6 @@ def test_the_pool_shares_one_server_session(pooled: ConnInfo) -> None:
         assert b.execute("SELECT pg_backend_pid()").fetchone() == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (issue 8, next): discover sets default_transaction_read_only for the session; "
-    "through a transaction-mode pooler it stays on the shared server connection",
-)
 def test_discover_works_through_the_pooler_and_leaves_no_session_state(
     pooled: ConnInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,4 +75,16 @@ def test_apply_goes_to_the_direct_url_when_there_is_one(
             "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trg_%_updated_at'"
         ).fetchone()
     assert row is not None and row[0] > 0
+    assert _settings(pooled) == before
+
+
+def test_monitor_works_through_the_pooler_and_leaves_no_session_state(
+    pooled: ConnInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _settings(pooled)
+    monkeypatch.setenv("DATABASE_URL", url(pooled))
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert run(["monitor", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert '"connections"' in out
     assert _settings(pooled) == before

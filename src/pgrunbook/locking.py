@@ -49,14 +49,23 @@ def timeouts(
 ) -> Iterator[None]:
     """Run the block under these timeouts.
 
-    In a transaction they are ``SET LOCAL`` (gone at its end); on an autocommit connection
-    (needed for ``CONCURRENTLY``) they are set for the session and restored afterwards.
+    In a transaction they are ``SET LOCAL`` (gone at its end, and put back when the block
+    ends, for a block that is a savepoint of a longer transaction); on an autocommit
+    connection outside a transaction (needed for ``CONCURRENTLY``) they are set for the
+    session and restored afterwards. Through a transaction-mode pooler only the first way is
+    safe: there each transaction may run on another server session.
     """
     local = not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE
     lock, stmt = f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"
     if local:
+        # SET LOCAL lasts to the end of the transaction, also past a savepoint released in
+        # it: put the previous values back when the block ends normally (after an error the
+        # transaction or savepoint is rolled back, which undoes the SET LOCAL itself).
+        before = conn.execute(_SHOW).fetchone()
+        assert before is not None
         conn.execute(_SET, (lock, True, stmt, True))
         yield
+        conn.execute(_SET, (str(before[0]), True, str(before[1]), True))
         return
     row = conn.execute(_SHOW).fetchone()
     assert row is not None

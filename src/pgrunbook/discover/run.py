@@ -27,6 +27,7 @@ from pgrunbook.serverinfo import ServerInfo, probe
 
 # Discovery never writes, and no single catalog or statistics query may run away.
 SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
+READ_ONLY_SQL: Final = "SET TRANSACTION READ ONLY"
 # Reading sizes takes ACCESS SHARE locks: a table locked exclusively (VACUUM FULL, a long
 # ALTER TABLE) must make discovery give up quickly, not hang behind it.
 SESSION_LOCK_TIMEOUT_MS: Final = 5_000
@@ -138,42 +139,58 @@ def discover(
     }
     schema = schema or info.schema
     started = time.perf_counter()
-    with (
-        connect(info, autocommit=True) as conn,
-        timeouts(
-            conn,
-            lock_timeout_ms=lock_timeout_ms,
-            statement_timeout_ms=SESSION_STATEMENT_TIMEOUT_MS,
-        ),
-    ):
-        conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
-        server = probe(conn, info=info, schema=schema)
-        if not server.schema.exists:
-            raise ConfigError(
-                f"schema {schema!r} does not exist in database {server.database.name!r}",
-                "pass --schema, or ?schema= in the URL, naming an existing schema",
-            )
-        if plan_limit_bytes is None and server.neon:
-            plan_limit_bytes = NEON_FREE_BYTES
-        mode = prisma(conn, schema) if callable(prisma) else prisma
-        ctx = Context(
-            conn=conn,
-            schema=schema,
-            server=server,
-            catalog=_catalog(conn, schema, lock_timeout_ms),
-            stats=stats_window(conn),
-            profile=profile or load_profile(),
-            plan_limit_bytes=plan_limit_bytes,
-            prisma=mode,
-        )
-        report = DiscoveryReport(
-            server.database.name, schema, server, ctx.stats, ctx.profile.source, prisma=mode
-        )
-        if ctx.declarations is not None:
-            report.facts["prisma"] = _declared_facts(ctx)
-        for check in checks:
-            report.checks.append(_run_one(check, limits[check.id], ctx, report, on_check))
+    # One read-only transaction with SET LOCAL timeouts and a savepoint per check: nothing is
+    # left on the session, which through a transaction-mode pooler (PgBouncer) is shared
+    # with the app's next transaction.
+    with connect(info, autocommit=True) as conn, conn.transaction():
+        conn.execute(READ_ONLY_SQL)
+        with timeouts(
+            conn, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=SESSION_STATEMENT_TIMEOUT_MS
+        ):
+            report = _discover(conn, info, schema, checks, limits, plan_limit_bytes, profile,
+                               prisma, lock_timeout_ms, on_check)  # fmt: skip
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def _discover(
+    conn: psycopg.Connection[Any],
+    info: ConnInfo,
+    schema: str,
+    checks: Sequence[Check[Any]],
+    limits: dict[str, Any],
+    plan_limit_bytes: int | None,
+    profile: Profile | None,
+    prisma: PrismaMode | PrismaDetector | None,
+    lock_timeout_ms: int,
+    on_check: Callable[[Check[Any]], None],
+) -> DiscoveryReport:
+    server = probe(conn, info=info, schema=schema)
+    if not server.schema.exists:
+        raise ConfigError(
+            f"schema {schema!r} does not exist in database {server.database.name!r}",
+            "pass --schema, or ?schema= in the URL, naming an existing schema",
+        )
+    if plan_limit_bytes is None and server.neon:
+        plan_limit_bytes = NEON_FREE_BYTES
+    mode = prisma(conn, schema) if callable(prisma) else prisma
+    ctx = Context(
+        conn=conn,
+        schema=schema,
+        server=server,
+        catalog=_catalog(conn, schema, lock_timeout_ms),
+        stats=stats_window(conn),
+        profile=profile or load_profile(),
+        plan_limit_bytes=plan_limit_bytes,
+        prisma=mode,
+    )
+    report = DiscoveryReport(
+        server.database.name, schema, server, ctx.stats, ctx.profile.source, prisma=mode
+    )
+    if ctx.declarations is not None:
+        report.facts["prisma"] = _declared_facts(ctx)
+    for check in checks:
+        report.checks.append(_run_one(check, limits[check.id], ctx, report, on_check))
     return report
 
 
@@ -212,7 +229,8 @@ def _run_one(
     on_check(check)
     t0 = time.perf_counter()
     try:
-        result = check.run(ctx, limits)
+        with ctx.conn.transaction():  # a savepoint: a failed check leaves the others running
+            result = check.run(ctx, limits)
     except (errors.InsufficientPrivilege, errors.QueryCanceled, errors.LockNotAvailable) as exc:
         status.status, status.reason = "failed", _why(exc)
         return status

@@ -45,10 +45,8 @@ LOCK_TIMEOUT_MS: Final = 1_000
 # pg_locks.waitstart, used by the lock tree, exists since PostgreSQL 14.
 MIN_SERVER_VERSION: Final = 140000
 
-SESSION_SQL: Final = """
-SELECT set_config('default_transaction_read_only', 'on', false) AS read_only,
-       pg_backend_pid() AS pid
-"""
+READ_ONLY_SQL: Final = "SET TRANSACTION READ ONLY"
+PID_SQL: Final = "SELECT pg_backend_pid() AS pid"
 
 NOW_SQL: Final = "SELECT now() AS taken_at"
 
@@ -72,7 +70,6 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class _Session:
-    read_only: str
     pid: int
 
 
@@ -126,17 +123,25 @@ class Snapshot:
 
 @dataclass
 class Monitor:
-    """A read-only session that takes snapshots (``--watch`` takes one per refresh)."""
+    """A session that takes snapshots (``--watch`` takes one per refresh), each in one
+    read-only transaction under ``SET LOCAL`` timeouts: nothing is left on the session,
+    which through a transaction-mode pooler is shared with the app's next transaction."""
 
     conn: psycopg.Connection[Any]
     info: ConnInfo
     schema: str
     thresholds: Thresholds
-    pid: int
 
     def snapshot(self) -> Snapshot:
         try:
-            return self._take()
+            with self.conn.transaction():
+                self.conn.execute(READ_ONLY_SQL)
+                with timeouts(
+                    self.conn,
+                    lock_timeout_ms=LOCK_TIMEOUT_MS,
+                    statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+                ):
+                    return self._take()
         except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
             raise MonitorError(
                 f"a monitoring query gave up after its timeout ({_first_line(exc)})",
@@ -153,6 +158,7 @@ class Monitor:
     def _take(self) -> Snapshot:
         conn, limits = self.conn, self.thresholds
         top, chars = limits.top, limits.query_chars
+        pid = fetch_one(conn, _Session, PID_SQL).pid  # per transaction: a pooler may switch
         server = probe(conn, info=self.info, schema=self.schema)
         if not server.schema.exists:
             raise ConfigError(
@@ -165,7 +171,7 @@ class Monitor:
             server=server,
             schema=self.schema,
             thresholds=limits,
-            monitor_pid=self.pid,
+            monitor_pid=pid,
             connections=connections.collect(conn, limit=top),
             long_running=long_running.collect(
                 conn, min_seconds=limits.long_query_seconds, limit=top, query_chars=chars
@@ -190,9 +196,9 @@ class Monitor:
 def open_monitor(
     info: ConnInfo, *, schema: str | None = None, thresholds: Thresholds | None = None
 ) -> Iterator[Monitor]:
-    """Connect read-only, under a statement and a lock timeout, for one or more snapshots."""
+    """Connect for one or more snapshots (each read-only, under a statement and a lock
+    timeout)."""
     with connect(info, autocommit=True) as conn:
-        session = fetch_one(conn, _Session, SESSION_SQL)
         version = conn.info.server_version
         if version < MIN_SERVER_VERSION:
             raise ConfigError(
@@ -200,11 +206,7 @@ def open_monitor(
                 f"the server is {version // 10000}",
                 "upgrade the server",
             )
-        with timeouts(
-            conn, lock_timeout_ms=LOCK_TIMEOUT_MS, statement_timeout_ms=STATEMENT_TIMEOUT_MS
-        ):
-            limits = thresholds or Thresholds()
-            yield Monitor(conn, info, schema or info.schema, limits, session.pid)
+        yield Monitor(conn, info, schema or info.schema, thresholds or Thresholds())
 
 
 def snapshot(

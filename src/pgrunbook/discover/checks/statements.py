@@ -105,23 +105,35 @@ def run(ctx: Context, limits: Thresholds) -> CheckResult:
         return CheckResult([_enable_finding(ctx, reason)], {"available": False, "reason": reason})
     version = ctx.server.extension(EXTENSION).installed_version
     try:
-        by_total = top_statements(
-            ctx.conn, schema, "total", limits.top, query_chars=limits.query_chars, version=version
-        )
-        by_mean = top_statements(
-            ctx.conn, schema, "mean", limits.top, query_chars=limits.query_chars, version=version
-        )
-        slow = top_statements(
-            ctx.conn,
-            schema,
-            "mean",
-            limits.max_slow,
-            min_calls=limits.slow_min_calls,
-            min_mean_ms=limits.slow_mean_ms,
-            query_chars=limits.query_chars,
-            version=version,
-        )
-        since = stats_reset(ctx.conn, schema, version)
+        # a savepoint: discovery runs in one transaction, which the error must not abort
+        with ctx.conn.transaction():
+            by_total = top_statements(
+                ctx.conn,
+                schema,
+                "total",
+                limits.top,
+                query_chars=limits.query_chars,
+                version=version,
+            )
+            by_mean = top_statements(
+                ctx.conn,
+                schema,
+                "mean",
+                limits.top,
+                query_chars=limits.query_chars,
+                version=version,
+            )
+            slow = top_statements(
+                ctx.conn,
+                schema,
+                "mean",
+                limits.max_slow,
+                min_calls=limits.slow_min_calls,
+                min_mean_ms=limits.slow_mean_ms,
+                query_chars=limits.query_chars,
+                version=version,
+            )
+            since = stats_reset(ctx.conn, schema, version)
     except errors.ObjectNotInPrerequisiteState:
         reason = (
             f"{EXTENSION} is installed in this database but its library is not loaded: add "
