@@ -25,6 +25,7 @@ def cli() -> None:
 
 def _register() -> None:
     from pgrunbook.cli import (
+        branch_cmd,
         change,
         cleanup,
         demo,
@@ -58,6 +59,7 @@ def _register() -> None:
     cli.add_command(sql_cmd.sql)
     cli.add_command(profile_cmd.profile)
     cli.add_command(prisma_cmd.prisma)
+    cli.add_command(branch_cmd.branch, "branch")
 
 
 _register()
