@@ -25,6 +25,7 @@ def cli() -> None:
 
 def _register() -> None:
     from pgrunbook.cli import (
+        backup_cmd,
         branch_cmd,
         change,
         cleanup,
@@ -35,6 +36,7 @@ def _register() -> None:
         fix,
         maintain,
         monitor,
+        preflight_cmd,
         prisma_cmd,
         profile_cmd,
         run_cmd,
@@ -59,7 +61,10 @@ def _register() -> None:
     cli.add_command(sql_cmd.sql)
     cli.add_command(profile_cmd.profile)
     cli.add_command(prisma_cmd.prisma)
+    cli.add_command(backup_cmd.backup)
+    cli.add_command(backup_cmd.restore)
     cli.add_command(branch_cmd.branch, "branch")
+    cli.add_command(preflight_cmd.preflight)
 
 
 _register()
