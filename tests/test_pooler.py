@@ -4,6 +4,7 @@ and that pgrunbook leaves no session state on its pooled server connection."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -87,4 +88,58 @@ def test_monitor_works_through_the_pooler_and_leaves_no_session_state(
     assert run(["monitor", "--json"]) == 0
     out, _ = capsys.readouterr()
     assert '"connections"' in out
+    assert _settings(pooled) == before
+
+
+def test_doctor_works_through_the_pooler_and_leaves_no_session_state(
+    pooled: ConnInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _settings(pooled)
+    monkeypatch.setenv("DATABASE_URL", url(pooled))
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert run(["doctor", "--json"]) in (0, 1)
+    assert run(["doctor", "connections", "--json"]) in (0, 1)
+    capsys.readouterr()
+    assert _settings(pooled) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "daily"],
+        ["cleanup", "--execute", "--yes"],
+        ["maintain"],
+        ["backup", "--dry-run"],
+        ["explain"],
+        ["fix", "constraints", "--yes"],
+    ],
+)
+def test_session_work_through_the_pooler_alone_is_refused_in_one_line(
+    pooled: ConnInfo,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url(pooled))
+    monkeypatch.delenv("DIRECT_URL", raising=False)
+    assert run(command) == 2
+    _, err = capsys.readouterr()
+    assert "connection pooler" in err and "DIRECT_URL" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_backup_goes_to_the_direct_url_when_there_is_one(
+    db: ConnInfo,
+    pooled: ConnInfo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url(pooled))
+    monkeypatch.setenv("DIRECT_URL", url(db))
+    before = _settings(pooled)
+    out_file = tmp_path / "ali.dump"
+    assert run(["backup", "--output", str(out_file), "--json"]) == 0
+    assert out_file.stat().st_size > 0
+    capsys.readouterr()
     assert _settings(pooled) == before
