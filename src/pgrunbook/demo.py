@@ -78,6 +78,7 @@ _TABLE_SIZES: Final = sql.SQL(
 # What the runbook does next, in its order (section 3), with the pgrunbook command for each.
 NEXT_STEPS: Final = (
     ("section 1", "pgrunbook preflight", "before starting: load, long transactions, backup"),
+    ("section 1", "pgrunbook rehearse", "apply and verify on a Neon branch or a copy first"),
     ("section 2", "pgrunbook backup", "pg_dump -Fc -b, verified and recorded"),
     ("section 2", "pgrunbook branch create", "a Neon branch as the backup (Neon API)"),
     ("01 discovery", "pgrunbook discover", "find dead tuples, unused/duplicate indexes, orphans"),

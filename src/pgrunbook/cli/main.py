@@ -39,6 +39,7 @@ def _register() -> None:
         preflight_cmd,
         prisma_cmd,
         profile_cmd,
+        rehearse_cmd,
         run_cmd,
         schedule_cmd,
         seed,
@@ -65,6 +66,7 @@ def _register() -> None:
     cli.add_command(backup_cmd.restore)
     cli.add_command(branch_cmd.branch, "branch")
     cli.add_command(preflight_cmd.preflight)
+    cli.add_command(rehearse_cmd.rehearse, "rehearse")
 
 
 _register()
