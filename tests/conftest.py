@@ -59,6 +59,14 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
 
 
 @pytest.fixture(autouse=True)
+def _no_backup_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands that change data take a backup first when none is recent (the safety
+    gate); tests of other things say --backup none through its environment variable.
+    tests/test_gate.py sets it back where it tests the gate."""
+    monkeypatch.setenv("PGRUNBOOK_BACKUP", "none")
+
+
+@pytest.fixture(autouse=True)
 def _min_pg(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("min_pg")
     if marker is not None:

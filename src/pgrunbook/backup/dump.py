@@ -134,6 +134,16 @@ def pg_dump_argv(
     ]
 
 
+def _unused(path: Path) -> Path:
+    """``path``, or ``<stem>_2<suffix>``, ... when a backup of the same second is there."""
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate
+
+
 def plan_backup(
     conn: psycopg.Connection[Any], info: ConnInfo, options: BackupOptions
 ) -> BackupPlan:
@@ -147,7 +157,9 @@ def plan_backup(
         pg_bin=options.pg_bin,
         why=f"the server is PostgreSQL {version}",
     )
-    output = options.output or options.directory / default_name(dbname, options.schema_only)
+    output = options.output or _unused(
+        options.directory / default_name(dbname, options.schema_only)
+    )
     if output.exists():
         raise ConfigError(f"{output} already exists", "choose another --output or remove it")
     if not output.parent.is_dir():

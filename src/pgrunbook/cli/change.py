@@ -38,6 +38,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
+from pgrunbook.cli.gate_options import backup_gate_options, gate
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.prisma.mode import detect, find_schema, has_migrations_table
 from pgrunbook.profile import load_profile
@@ -111,6 +112,7 @@ def plan(
 @dry_run_option
 @yes_option
 @policy_options
+@backup_gate_options
 @click.option(
     "--add-not-valid",
     is_flag=True,
@@ -157,6 +159,9 @@ def apply(
     show_passwords: bool,
     long_transaction_seconds: float,
     as_json: bool,
+    backup_mode: str,
+    backup_max_age_hours: float,
+    backup_dir: Path,
 ) -> None:
     """Apply the runbook's changes online, in runbook order, journaled and reversible.
 
@@ -193,6 +198,9 @@ def apply(
                 f"apply {changes} change(s) to {ctx.server.database.name}?", yes
             ):
                 raise click.exceptions.Exit(1)
+            if changes:
+                gate(ctx.conn, tgt.session("the backup"), backup_mode, backup_max_age_hours,
+                     backup_dir)  # fmt: skip
         passwords = Passwords(ctx, tgt, None if dry_run else passwords_file)
         try:
             with BuildBars(ctx, enabled=not as_json) as bars:

@@ -40,6 +40,7 @@ from pgrunbook.cli.common import (
     out_console,
     yes_option,
 )
+from pgrunbook.cli.gate_options import backup_gate_options, gate
 
 
 @contextmanager
@@ -114,6 +115,7 @@ def _summary(results: list[CleanupResult]) -> RichTable:
     help="Batches by heap block range (reads each page once) or in primary-key order.",
 )
 @click.option("--vacuum", is_flag=True, help="VACUUM (ANALYZE) each table afterwards.")
+@backup_gate_options
 @yes_option
 @json_option
 def cleanup(
@@ -126,6 +128,9 @@ def cleanup(
     sleep_seconds: float,
     order: BatchOrder,
     vacuum: bool,
+    backup_mode: str,
+    backup_max_age_hours: float,
+    backup_dir: Path,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -135,7 +140,7 @@ def cleanup(
     block range, or --order key), re-checking the policy on every row it deletes and
     leaving rows the app holds for the next run. Ctrl-C stops after the current batch.
     """
-    with context(dsn, schema, profile_path, purpose="cleaning up old rows") as (ctx, _):
+    with context(dsn, schema, profile_path, purpose="cleaning up old rows") as (ctx, target):
         catalog = load_catalog(ctx.conn, ctx.schema)
         resolved, skipped = resolve_policies(catalog, ctx.profile.retention, policies)
         for skip in skipped:
@@ -153,6 +158,9 @@ def cleanup(
         total = sum(p.rows for p in plans)
         if total and not confirm(f"delete {total:,} rows", yes):
             raise click.exceptions.Exit(1)
+        if total:
+            gate(ctx.conn, target.session("the backup"), backup_mode, backup_max_age_hours,
+                 backup_dir)  # fmt: skip
         results: list[CleanupResult] = []
         bars = Progress(
             TextColumn("{task.description}"),

@@ -25,6 +25,7 @@ from pgrunbook.cli.common import (
     policy_options,
     yes_option,
 )
+from pgrunbook.cli.gate_options import backup_gate_options, gate
 
 
 @click.group(short_help="Repair data so the runbook's changes can be applied.")
@@ -38,6 +39,7 @@ def fix() -> None:
 @dry_run_option
 @yes_option
 @policy_options
+@backup_gate_options
 @json_option
 def constraints(
     names: tuple[str, ...],
@@ -48,13 +50,16 @@ def constraints(
     yes: bool,
     lock_timeout_ms: int,
     budget_seconds: float,
+    backup_mode: str,
+    backup_max_age_hours: float,
+    backup_dir: Path,
     as_json: bool,
 ) -> None:
     """Apply each violated constraint's documented fix (set a value, or delete the rows; see
     the profile's fix_set / fix_delete), one short transaction per constraint, old rows
     recorded in the audit log; then add and validate the constraints. Constraints without an
     automatic fix are reported, not touched. Needs --yes (or a terminal to confirm)."""
-    with context(dsn, schema, profile_path, purpose="fixing data") as (ctx, _):
+    with context(dsn, schema, profile_path, purpose="fixing data") as (ctx, target):
         preview = fix_constraints(ctx, names, dry_run=True)
         report: engine.ApplyReport | None = None
         rows = sum(would_change(r) for r in preview)
@@ -66,6 +71,9 @@ def constraints(
                 f"change {rows} row(s) and add the constraints?", yes
             ):
                 raise click.exceptions.Exit(1)
+            if rows or plan.operations:
+                info = target.session("the backup")
+                gate(ctx.conn, info, backup_mode, backup_max_age_hours, backup_dir)
             policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
             results, report = engine.fix_and_apply_constraints(ctx, names, policy=policy)
     if as_json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich import box
 from rich.table import Table
@@ -17,6 +19,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
+from pgrunbook.cli.gate_options import backup_gate_options, gate
 from pgrunbook.cli.vacuum_bar import VacuumBar
 from pgrunbook.connect import connect
 from pgrunbook.maintain.choose import choose
@@ -37,6 +40,7 @@ FULL_WARNING = (
 @click.option("--dry-run", is_flag=True, help="List what would be done and why; change nothing.")
 @click.option("--full", is_flag=True, help="VACUUM FULL instead (ACCESS EXCLUSIVE lock!).")
 @yes_option
+@backup_gate_options
 @json_option
 def maintain(
     dsn: str | None,
@@ -45,6 +49,9 @@ def maintain(
     dry_run: bool,
     full: bool,
     yes: bool,
+    backup_mode: str,
+    backup_max_age_hours: float,
+    backup_dir: Path,
     as_json: bool,
 ) -> None:
     """Vacuum the tables over the dead-tuple threshold, never analyzed, or high-traffic
@@ -58,6 +65,8 @@ def maintain(
     target = target_from(dsn)
     info = target.session("maintenance")
     with connect(info, autocommit=True) as conn:
+        if full and not dry_run:  # VACUUM FULL rewrites every table: have a way back first
+            gate(conn, info, backup_mode, backup_max_age_hours, backup_dir)
         choice = choose(conn, schema or info.schema, tables)
         if dry_run:
             if as_json:

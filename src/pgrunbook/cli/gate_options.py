@@ -1,0 +1,74 @@
+"""``--backup``, ``--backup-max-age`` and ``--backup-dir``: the safety gate of the commands that
+change data or take long locks (``apply``, ``fix constraints``, ``cleanup --execute``,
+``maintain --full``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import psycopg
+from rich.markup import escape
+
+from pgrunbook.backup.gate import DEFAULT_MAX_AGE, MODES, GatePolicy, GateResult, ensure_backup
+from pgrunbook.cli.common import err_console
+from pgrunbook.dsn import ConnInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def backup_gate_options(func: F) -> F:
+    func = click.option(
+        "--backup",
+        "backup_mode",
+        type=click.Choice(MODES),
+        default="auto",
+        show_default=True,
+        envvar="PGRUNBOOK_BACKUP",
+        show_envvar=True,
+        help="Without a recent backup, take one first: auto (a Neon branch on Neon, pg_dump "
+        "elsewhere), pg_dump, neon; or none (no way back: you say so).",
+    )(func)
+    func = click.option(
+        "--backup-max-age",
+        "backup_max_age_hours",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_MAX_AGE.total_seconds() / 3600,
+        show_default=True,
+        metavar="HOURS",
+        help="A backup recorded within this many hours is recent enough.",
+    )(func)
+    return click.option(
+        "--backup-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(),
+        show_default=True,
+        help="Where a pg_dump taken by the gate is written.",
+    )(func)
+
+
+def gate(
+    conn: psycopg.Connection[Any],
+    info: ConnInfo,
+    mode: str,
+    max_age_hours: float,
+    directory: Path,
+) -> GateResult:
+    """Run the gate, saying on stderr what it found or took."""
+    policy = GatePolicy(
+        mode=mode,  # type: ignore[arg-type]  # click.Choice(MODES)
+        max_age=timedelta(hours=max_age_hours),
+        directory=directory,
+    )
+    result = ensure_backup(
+        conn,
+        info,
+        policy,
+        say=lambda text: err_console.print(f"backup: {escape(text)}", soft_wrap=True),
+    )
+    colour = "yellow" if result.how == "none" else "green"
+    err_console.print(f"[{colour}]backup:[/] {escape(result.detail)}", soft_wrap=True)
+    return result
