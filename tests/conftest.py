@@ -64,6 +64,7 @@ def _no_backup_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     gate); tests of other things say --backup none through its environment variable.
     tests/test_gate.py sets it back where it tests the gate."""
     monkeypatch.setenv("PGRUNBOOK_BACKUP", "none")
+    monkeypatch.setenv("PGRUNBOOK_PREFLIGHT_SECONDS", "0.1")  # the pre-flight's rate sample
 
 
 @pytest.fixture(autouse=True)

@@ -3,14 +3,18 @@ backup first when none is recent, and say so; --backup none skips it only when a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgrunbook.cli.gate_options import PreflightFailed, preflight_check
 from pgrunbook.cli.main import run
 from pgrunbook.dsn import ConnInfo
+from pgrunbook.preflight.checklist import Thresholds
+from pgrunbook.target import resolve_target
 from tests.neon_fake import FakeNeon, serve
 from tests.support import scalar, url
 
@@ -112,3 +116,24 @@ def test_backup_neon_makes_a_branch_and_records_it(
     [(fmt, file)] = _backups(db)
     assert fmt == "neon_branch" and file.startswith("neon branch backup-")
     assert fake_neon.api_key not in err
+
+
+def test_apply_prints_the_preflight_and_a_failed_item_refuses_unless_forced(
+    db: ConnInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["apply", "triggers", "--dsn", url(db), "--yes", "--backup", "none"]) == 0
+    err = capsys.readouterr().err
+    for item in ("endpoint", "connections", "traffic", "long transactions", "replication lag"):
+        assert f"pre-flight ok {item}:" in err, item
+    strict = Thresholds(long_xact_warn_seconds=0.2, long_xact_fail_seconds=0.5)
+    with psycopg.connect(db.conninfo(), password=db.password, autocommit=True) as app:
+        app.execute("BEGIN")
+        app.execute('SELECT count(*) FROM "Wallet"')
+        time.sleep(0.8)
+        with pytest.raises(PreflightFailed) as refused:
+            preflight_check(resolve_target(url(db)), 0.1, force=False, limits=strict)
+        assert refused.value.exit_code == 1
+        assert "long transactions" in str(refused.value) and "--force" in str(refused.value)
+        forced = preflight_check(resolve_target(url(db)), 0.1, force=True, limits=strict)
+        app.execute("ROLLBACK")
+    assert [i.name for i in forced.failed] == ["long transactions"]

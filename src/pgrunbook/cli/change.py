@@ -38,7 +38,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate
+from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.prisma.mode import detect, find_schema, has_migrations_table
 from pgrunbook.profile import load_profile
@@ -162,6 +162,8 @@ def apply(
     backup_mode: str,
     backup_max_age_hours: float,
     backup_dir: Path,
+    preflight_seconds: float,
+    force: bool,
 ) -> None:
     """Apply the runbook's changes online, in runbook order, journaled and reversible.
 
@@ -199,6 +201,7 @@ def apply(
             ):
                 raise click.exceptions.Exit(1)
             if changes:
+                preflight_check(tgt, preflight_seconds, force)
                 gate(ctx.conn, tgt.session("the backup"), backup_mode, backup_max_age_hours,
                      backup_dir)  # fmt: skip
         passwords = Passwords(ctx, tgt, None if dry_run else passwords_file)

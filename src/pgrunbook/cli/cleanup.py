@@ -40,7 +40,7 @@ from pgrunbook.cli.common import (
     out_console,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate
+from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
 
 
 @contextmanager
@@ -131,6 +131,8 @@ def cleanup(
     backup_mode: str,
     backup_max_age_hours: float,
     backup_dir: Path,
+    preflight_seconds: float,
+    force: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -159,6 +161,7 @@ def cleanup(
         if total and not confirm(f"delete {total:,} rows", yes):
             raise click.exceptions.Exit(1)
         if total:
+            preflight_check(target, preflight_seconds, force)
             gate(ctx.conn, target.session("the backup"), backup_mode, backup_max_age_hours,
                  backup_dir)  # fmt: skip
         results: list[CleanupResult] = []

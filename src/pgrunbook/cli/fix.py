@@ -25,7 +25,7 @@ from pgrunbook.cli.common import (
     policy_options,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate
+from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
 
 
 @click.group(short_help="Repair data so the runbook's changes can be applied.")
@@ -53,6 +53,8 @@ def constraints(
     backup_mode: str,
     backup_max_age_hours: float,
     backup_dir: Path,
+    preflight_seconds: float,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Apply each violated constraint's documented fix (set a value, or delete the rows; see
@@ -73,6 +75,7 @@ def constraints(
                 raise click.exceptions.Exit(1)
             if rows or plan.operations:
                 info = target.session("the backup")
+                preflight_check(target, preflight_seconds, force)
                 gate(ctx.conn, info, backup_mode, backup_max_age_hours, backup_dir)
             policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
             results, report = engine.fix_and_apply_constraints(ctx, names, policy=policy)

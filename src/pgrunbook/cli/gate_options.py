@@ -1,6 +1,6 @@
-"""``--backup``, ``--backup-max-age`` and ``--backup-dir``: the safety gate of the commands that
-change data or take long locks (``apply``, ``fix constraints``, ``cleanup --execute``,
-``maintain --full``)."""
+"""``--backup``, ``--backup-max-age``, ``--backup-dir``, ``--preflight-seconds`` and ``--force``:
+the pre-flight checklist and the safety gate of the commands that change data or take long
+locks (``apply``, ``fix constraints``, ``cleanup --execute``, ``maintain --full``)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,37 @@ from rich.markup import escape
 from pgrunbook.backup.gate import DEFAULT_MAX_AGE, MODES, GatePolicy, GateResult, ensure_backup
 from pgrunbook.cli.common import err_console
 from pgrunbook.dsn import ConnInfo
+from pgrunbook.errors import PgRunbookError
+from pgrunbook.preflight import Preflight, preflight
+from pgrunbook.preflight.checklist import DEFAULT, Thresholds
+from pgrunbook.target import Target
+
+STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+class PreflightFailed(PgRunbookError):
+    """A pre-flight item failed: nothing was changed (exit 1)."""
+
+    exit_code = 1
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def backup_gate_options(func: F) -> F:
+    func = click.option(
+        "--force",
+        is_flag=True,
+        help="Go on although a pre-flight item failed (load, long transactions, lag).",
+    )(func)
+    func = click.option(
+        "--preflight-seconds",
+        type=click.FloatRange(min=0.1, max=60),
+        default=2.0,
+        show_default=True,
+        envvar="PGRUNBOOK_PREFLIGHT_SECONDS",
+        help="How long the pre-flight counts transactions for the transaction rate.",
+    )(func)
     func = click.option(
         "--backup",
         "backup_mode",
@@ -48,6 +74,27 @@ def backup_gate_options(func: F) -> F:
         show_default=True,
         help="Where a pg_dump taken by the gate is written.",
     )(func)
+
+
+def preflight_check(
+    target: Target, sample_seconds: float, force: bool, limits: Thresholds = DEFAULT
+) -> Preflight:
+    """The pre-flight checklist (without the backup item: the gate sees to that), on stderr;
+    refuses (exit 1) on a failed item unless ``force``."""
+    result = preflight(target, sample_seconds=sample_seconds, limits=limits, backup=False)
+    for item in result.items:
+        colour = STYLE[item.status]
+        err_console.print(
+            f"pre-flight [{colour}]{item.status}[/] {item.name}: {escape(item.detail)}",
+            soft_wrap=True,
+        )
+    if result.failed and not force:
+        failed = result.failed[0]
+        raise PreflightFailed(
+            f"pre-flight failed: {failed.name}: {failed.detail}",
+            (failed.fix + "; " if failed.fix else "") + "or pass --force to go on anyway",
+        )
+    return result
 
 
 def gate(

@@ -137,12 +137,18 @@ def backup_item(backup: Backup | None, limits: Thresholds) -> Item:
 
 
 def preflight(
-    target: Target, *, sample_seconds: float = 2.0, limits: Thresholds = DEFAULT
+    target: Target,
+    *,
+    sample_seconds: float = 2.0,
+    limits: Thresholds = DEFAULT,
+    backup: bool = True,
 ) -> Preflight:
-    """Measure the checklist for ``target`` (read-only)."""
+    """Measure the checklist for ``target`` (read-only). ``backup=False`` leaves the backup
+    item out, for the commands whose safety gate takes one when it is missing."""
     result = Preflight(items=[endpoint_item(target)])
     with connect(target.reader(), autocommit=True) as conn:
         result.load = measure_load(conn, sample_seconds)
         result.items += load_items(result.load, limits)
-        result.items.append(backup_item(latest_backup(conn), limits))
+        if backup:
+            result.items.append(backup_item(latest_backup(conn), limits))
     return result
