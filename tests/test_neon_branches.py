@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -268,3 +269,19 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("Thu, 01 Jan 2026 12:00:03 GMT", now) == 3.0
     assert retry_after_seconds("-4") == 0.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_the_project_comes_from_pgrunbook_toml_when_not_given(
+    fake: FakeNeon,
+    pgr: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEON_PROJECT_ID")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pgrunbook.toml").write_text(f'[neon]\nproject_id = "{fake.project_id}"\n')
+    assert pgr("list").code == 0
+    (tmp_path / "pgrunbook.toml").write_text("[neon]\nproject_id = 42\n")
+    one_line_error(pgr("list"), "[neon] project_id must be a non-empty string")
+    (tmp_path / "pgrunbook.toml").write_text('[neon]\nproject = "x"\n')
+    one_line_error(pgr("list"), "[neon] unknown key 'project'")

@@ -8,6 +8,12 @@ Thresholds of discovery checks are overridden per check::
     [checks.bloat]
     enabled = false
 
+and the Neon project the branch commands (``branch``, ``rehearse``, the safety gate) use when
+neither ``--project`` nor ``NEON_PROJECT_ID`` names one::
+
+    [neon]
+    project_id = "wispy-lake-12345678"
+
 A broken file, an unknown check or key, or a value of the wrong type is refused with one
 line naming the file and the key.
 """
@@ -31,6 +37,7 @@ T = TypeVar("T")
 class Config:
     path: Path | None = None
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    neon_project_id: str | None = None
 
     def check_section(self, check_id: str) -> Mapping[str, Any]:
         return self.checks.get(check_id, {})
@@ -54,10 +61,11 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc}", "fix the file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}", "fix the file") from None
-    unknown = sorted(set(data) - {"checks"})
+    unknown = sorted(set(data) - {"checks", "neon"})
     if unknown:
         raise ConfigError(
-            f"config file {path}: unknown section [{unknown[0]}]", "known sections: [checks.<id>]"
+            f"config file {path}: unknown section [{unknown[0]}]",
+            "known sections: [checks.<id>], [neon]",
         )
     checks = data.get("checks", {})
     if not isinstance(checks, dict) or not all(isinstance(v, dict) for v in checks.values()):
@@ -65,7 +73,24 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Config:
             f"config file {path}: [checks] must hold one table per check",
             "write [checks.<check id>] followed by key = value lines",
         )
-    return Config(path, checks)
+    return Config(path, checks, _neon_project(path, data.get("neon", {})))
+
+
+def _neon_project(path: Path, neon: Any) -> str | None:
+    if not isinstance(neon, dict):
+        raise ConfigError(f"config file {path}: [neon] must be a table", "write [neon] on a line")
+    extra = sorted(set(neon) - {"project_id"})
+    if extra:
+        raise ConfigError(
+            f"config file {path}: [neon] unknown key {extra[0]!r}", "known keys: project_id"
+        )
+    project = neon.get("project_id")
+    if project is not None and (not isinstance(project, str) or not project.strip()):
+        raise ConfigError(
+            f"config file {path}: [neon] project_id must be a non-empty string",
+            'write project_id = "<your project id>"',
+        )
+    return project.strip() if project else None
 
 
 def _accepts(expected: Any, value: Any) -> bool:
