@@ -23,6 +23,7 @@ from pgrunbook.errors import PgRunbookError
 T = TypeVar("T")
 
 _SET: Final = "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)"
+_READ_ONLY: Final = "SET TRANSACTION READ ONLY"
 _SHOW: Final = "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
 
 
@@ -75,6 +76,21 @@ def timeouts(
     finally:
         if not conn.closed:
             conn.execute(_SET, (str(row[0]), False, str(row[1]), False))
+
+
+@contextmanager
+def read_only_transaction(
+    conn: psycopg.Connection[Any], *, lock_timeout_ms: int, statement_timeout_ms: int
+) -> Iterator[None]:
+    """A read-only transaction under ``SET LOCAL`` timeouts: nothing is left on the session,
+    which through a transaction-mode pooler (PgBouncer) is shared with the app's next
+    transaction. Nested ``conn.transaction()`` blocks inside it are savepoints."""
+    with conn.transaction():
+        conn.execute(_READ_ONLY)
+        with timeouts(
+            conn, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        ):
+            yield
 
 
 def with_lock_retries(

@@ -20,14 +20,13 @@ from pgrunbook.discover.registry import select
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.findings import Finding, Severity, exit_code
-from pgrunbook.locking import timeouts
+from pgrunbook.locking import read_only_transaction
 from pgrunbook.prisma.mode import PrismaMode
 from pgrunbook.profile import Profile, load_profile
 from pgrunbook.serverinfo import ServerInfo, probe
 
 # Discovery never writes, and no single catalog or statistics query may run away.
 SESSION_STATEMENT_TIMEOUT_MS: Final = 120_000
-READ_ONLY_SQL: Final = "SET TRANSACTION READ ONLY"
 # Reading sizes takes ACCESS SHARE locks: a table locked exclusively (VACUUM FULL, a long
 # ALTER TABLE) must make discovery give up quickly, not hang behind it.
 SESSION_LOCK_TIMEOUT_MS: Final = 5_000
@@ -139,16 +138,16 @@ def discover(
     }
     schema = schema or info.schema
     started = time.perf_counter()
-    # One read-only transaction with SET LOCAL timeouts and a savepoint per check: nothing is
-    # left on the session, which through a transaction-mode pooler (PgBouncer) is shared
-    # with the app's next transaction.
-    with connect(info, autocommit=True) as conn, conn.transaction():
-        conn.execute(READ_ONLY_SQL)
-        with timeouts(
+    # One read-only transaction (pooler-safe: nothing left on the session), a savepoint per
+    # check.
+    with (
+        connect(info, autocommit=True) as conn,
+        read_only_transaction(
             conn, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=SESSION_STATEMENT_TIMEOUT_MS
-        ):
-            report = _discover(conn, info, schema, checks, limits, plan_limit_bytes, profile,
-                               prisma, lock_timeout_ms, on_check)  # fmt: skip
+        ),
+    ):
+        report = _discover(conn, info, schema, checks, limits, plan_limit_bytes, profile,
+                           prisma, lock_timeout_ms, on_check)  # fmt: skip
     report.seconds = time.perf_counter() - started
     return report
 

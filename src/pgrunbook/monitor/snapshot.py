@@ -14,7 +14,7 @@ from psycopg import errors
 from pgrunbook.connect import connect
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import ConfigError, ConnectError, PgRunbookError
-from pgrunbook.locking import timeouts
+from pgrunbook.locking import read_only_transaction
 from pgrunbook.monitor import (
     cache,
     connections,
@@ -45,7 +45,6 @@ LOCK_TIMEOUT_MS: Final = 1_000
 # pg_locks.waitstart, used by the lock tree, exists since PostgreSQL 14.
 MIN_SERVER_VERSION: Final = 140000
 
-READ_ONLY_SQL: Final = "SET TRANSACTION READ ONLY"
 PID_SQL: Final = "SELECT pg_backend_pid() AS pid"
 
 NOW_SQL: Final = "SELECT now() AS taken_at"
@@ -134,14 +133,12 @@ class Monitor:
 
     def snapshot(self) -> Snapshot:
         try:
-            with self.conn.transaction():
-                self.conn.execute(READ_ONLY_SQL)
-                with timeouts(
-                    self.conn,
-                    lock_timeout_ms=LOCK_TIMEOUT_MS,
-                    statement_timeout_ms=STATEMENT_TIMEOUT_MS,
-                ):
-                    return self._take()
+            with read_only_transaction(
+                self.conn,
+                lock_timeout_ms=LOCK_TIMEOUT_MS,
+                statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+            ):
+                return self._take()
         except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
             raise MonitorError(
                 f"a monitoring query gave up after its timeout ({_first_line(exc)})",

@@ -10,10 +10,8 @@ from typing import Any, Final
 
 import psycopg
 
-from pgrunbook.locking import timeouts
+from pgrunbook.locking import read_only_transaction
 from pgrunbook.rows import fetch_one
-
-READ_ONLY_SQL: Final = "SET TRANSACTION READ ONLY"
 
 SESSIONS_SQL: Final = """
 SELECT count(*) FILTER (WHERE a.state = 'active' AND a.pid <> pg_backend_pid())::int AS active,
@@ -70,10 +68,8 @@ class Load:
 
 
 def _read(conn: psycopg.Connection[Any], read: Callable[[], Any]) -> Any:
-    with conn.transaction():
-        conn.execute(READ_ONLY_SQL)
-        with timeouts(conn, lock_timeout_ms=1_000, statement_timeout_ms=10_000):
-            return read()
+    with read_only_transaction(conn, lock_timeout_ms=1_000, statement_timeout_ms=10_000):
+        return read()
 
 
 def measure_load(
