@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgrunbook.cli.branch_cmd import branch, default_name
+from pgrunbook.cli.branch_cmd import branch
 from pgrunbook.cli.main import cli, run
 from pgrunbook.neon import NeonApi, NeonApiError, NeonBranches, NeonError, NeonSettings, PollPolicy
 from pgrunbook.neon.api import retry_after_seconds
+from pgrunbook.neon.client import backup_branch_name as default_name
 from tests.neon_fake import FakeNeon, serve
 from tests.support import PgServer, url
 

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -25,7 +25,7 @@ from pgrunbook.backup.record import BackupRecord, latest_backup, record_backup
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.neon.api import NeonApi
-from pgrunbook.neon.client import NeonBranches
+from pgrunbook.neon.client import NeonBranches, backup_branch_name
 from pgrunbook.neon.settings import NeonSettings
 
 BackupMode = Literal["auto", "pg_dump", "neon", "none"]
@@ -50,11 +50,6 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"how": self.how, "detail": self.detail, "file": self.file}
-
-
-def backup_branch_name(now: datetime | None = None) -> str:
-    """``backup-YYYYMMDD-HHMM`` in UTC (the runbook's section 2 name)."""
-    return (now or datetime.now(UTC)).strftime("backup-%Y%m%d-%H%M")
 
 
 def _hours(age: timedelta) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -22,13 +21,9 @@ from pgrunbook.cli.common import (
     yes_option,
 )
 from pgrunbook.neon import Branch, NeonApi, NeonBranches, NeonSettings
+from pgrunbook.neon.client import backup_branch_name
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def default_name(now: datetime | None = None) -> str:
-    """``backup-YYYYMMDD-HHMM`` in UTC."""
-    return (now or datetime.now(UTC)).strftime("backup-%Y%m%d-%H%M")
 
 
 def project_option(func: F) -> F:
@@ -81,7 +76,7 @@ def create(
     """Create branch NAME (default backup-YYYYMMDD-HHMM, UTC) from --parent or the default
     branch, with a read-write compute, and wait until it is ready. Prints its id and the
     connection URI (password masked unless --show-uri)."""
-    name = name or default_name()
+    name = name or backup_branch_name()
     started = time.monotonic()
     with neon_branches(project, quiet=as_json) as neon:
         parent_branch = neon.find(parent) if parent else None

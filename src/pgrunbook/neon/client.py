@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +27,11 @@ class PollPolicy:
     factor: float = 1.5
     max_interval: float = 3.0
     total: float = 600.0
+
+
+def backup_branch_name(now: datetime | None = None) -> str:
+    """``backup-YYYYMMDD-HHMM`` in UTC: the runbook's section 2 name for a backup branch."""
+    return (now or datetime.now(UTC)).strftime("backup-%Y%m%d-%H%M")
 
 
 class NeonBranches:
