@@ -11,12 +11,12 @@ from types import TracebackType
 from typing import Final
 
 import psycopg
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 
 from pgrunbook.change.operation import Operation
 from pgrunbook.change.step import StepContext
 from pgrunbook.change.steps.indexes import build_progress
-from pgrunbook.cli.common import err_console
+from pgrunbook.cli.progress import phase_bars
 from pgrunbook.connect import connect
 from pgrunbook.errors import ConnectError
 
@@ -29,15 +29,7 @@ class BuildBars:
     def __init__(self, ctx: StepContext, *, enabled: bool = True) -> None:
         self.ctx = ctx
         self.enabled = enabled and ctx.info is not None
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[phase]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not self.enabled,
-        )
+        self.bars = phase_bars(self.enabled)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

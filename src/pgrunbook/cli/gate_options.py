@@ -15,13 +15,12 @@ from rich.markup import escape
 
 from pgrunbook.backup.gate import DEFAULT_MAX_AGE, MODES, GatePolicy, GateResult, ensure_backup
 from pgrunbook.cli.common import err_console
+from pgrunbook.cli.preflight_cmd import STATUS_STYLE
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.errors import PgRunbookError
 from pgrunbook.preflight import Preflight, preflight
 from pgrunbook.preflight.checklist import DEFAULT, Thresholds
 from pgrunbook.target import Target
-
-STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
 class PreflightFailed(PgRunbookError):
@@ -83,7 +82,7 @@ def preflight_check(
     refuses (exit 1) on a failed item unless ``force``."""
     result = preflight(target, sample_seconds=sample_seconds, limits=limits, backup=False)
     for item in result.items:
-        colour = STYLE[item.status]
+        colour = STATUS_STYLE[item.status]
         err_console.print(
             f"pre-flight [{colour}]{item.status}[/] {item.name}: {escape(item.detail)}",
             soft_wrap=True,

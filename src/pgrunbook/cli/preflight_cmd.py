@@ -13,7 +13,7 @@ from pgrunbook.cli.common import dsn_option, emit_json, json_option, out_console
 from pgrunbook.preflight import preflight as run_preflight
 from pgrunbook.preflight.checklist import DEFAULT, Thresholds
 
-STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}  # a checklist item's
 
 
 @click.command(short_help="The 'Before Starting' checklist: load, backup, endpoint.")
@@ -50,7 +50,7 @@ def preflight(dsn: str | None, sample_seconds: float, backup_max_age: float, as_
         for column in ("", "item", "measured", "what to do"):
             table.add_column(column, overflow="fold")
         for item in result.items:
-            style = STYLE[item.status]
+            style = STATUS_STYLE[item.status]
             table.add_row(
                 f"[{style}]{item.status}[/]", item.name, escape(item.detail), escape(item.fix or "")
             )

@@ -18,6 +18,20 @@ from pgrunbook.cli.common import err_console
 from pgrunbook.seed.load import Progress as ProgressCallback
 
 
+def phase_bars(enabled: bool) -> Progress:
+    """Transient bars on stderr for a server-side operation watched from a second session
+    (an index build, a VACUUM): what, how far, its phase, time elapsed."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not enabled,
+    )
+
+
 @contextmanager
 def table_progress(enabled: bool = True) -> Iterator[ProgressCallback]:
     """A callback ``(table, done, expected)`` drawing one bar per table on stderr."""

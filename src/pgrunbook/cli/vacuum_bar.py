@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 
 from pgrunbook.cli.common import err_console
+from pgrunbook.cli.progress import phase_bars
 from pgrunbook.dsn import ConnInfo
 from pgrunbook.maintain.progress import VacuumProgress, VacuumWatch
 
@@ -25,15 +26,7 @@ class VacuumBar:
 
     def __init__(self, info: ConnInfo, pid: int, *, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[phase]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not enabled,
-        )
+        self.bars = phase_bars(enabled)
         self.watch = VacuumWatch(info, pid, self._update) if enabled else None
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskID] = {}
