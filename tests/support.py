@@ -13,9 +13,12 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from pgrunbook.catalog import load_catalog
+from pgrunbook.cleanup import ResolvedPolicy, resolve_policies
 from pgrunbook.connect import RetryPolicy, connect
 from pgrunbook.dsn import MASK, ConnInfo
 from pgrunbook.embedded import Binaries, LocalServer
+from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
 from pgrunbook.seed import SeedReport
 
@@ -239,3 +242,25 @@ def leave_failed_unique_build(info: ConnInfo) -> None:
         except psycopg.errors.UniqueViolation:
             return
     raise AssertionError("the unique build was expected to fail")
+
+
+def autocommit(info: ConnInfo) -> psycopg.Connection[Any]:
+    """A plain autocommit psycopg connection to ``info`` (the test's own session)."""
+    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
+
+
+def retention_policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
+    """The built-in retention policies resolved in schema public, by name (none skipped)."""
+    resolved, skipped = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
+    assert skipped == []
+    return {p.name: p for p in resolved}
+
+
+def keys_of(conn: psycopg.Connection[Any], policy: ResolvedPolicy, matching: bool) -> set[object]:
+    """The primary keys of ``policy``'s table (only the rows it selects when ``matching``)."""
+    query = sql.SQL("SELECT {key} FROM {table}").format(
+        key=sql.Identifier(policy.key), table=policy.ident
+    )
+    if matching:
+        query = sql.SQL("{} WHERE {}").format(query, policy.predicate)
+    return {row[0] for row in conn.execute(query)}

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
-from pgrunbook.catalog import load_catalog
-from pgrunbook.cleanup import BatchProgress, ResolvedPolicy, dry_run, resolve_policies, run_cleanup
+from pgrunbook.cleanup import BatchProgress, dry_run, run_cleanup
 from pgrunbook.cleanup.batches import BatchOrder
 from pgrunbook.cli.main import run
 from pgrunbook.dsn import ConnInfo
-from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import Template, scalar, url
+from tests.support import Template, autocommit, keys_of, retention_policies, scalar, url
 
 NAMINGS = [("db", Naming.PRISMA), ("snake_db", Naming.SNAKE)]
 EXPECTED = {
@@ -25,32 +21,15 @@ EXPECTED = {
 }
 
 
-def _connect(info: ConnInfo) -> psycopg.Connection[Any]:
-    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
-
-
-def _policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
-    resolved, skipped = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
-    assert skipped == []
-    return {p.name: p for p in resolved}
-
-
-def _ids(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> set[object]:
-    query = sql.SQL("SELECT {key} FROM {table}").format(key=sql.Identifier(p.key), table=p.ident)
-    if matching:
-        query = sql.SQL("{} WHERE {}").format(query, p.predicate)
-    return {row[0] for row in conn.execute(query)}
-
-
 @pytest.mark.parametrize(("fixture", "naming"), NAMINGS)
 def test_dry_run_counts_exactly_and_changes_nothing(
     request: pytest.FixtureRequest, fixture: str, naming: Naming, templates: dict[Naming, Template]
 ) -> None:
     info: ConnInfo = request.getfixturevalue(fixture)
     manifest = templates[naming].report.anomalies
-    with _connect(info) as conn:
-        policies = _policies(conn)
-        before = {name: _ids(conn, p, matching=False) for name, p in policies.items()}
+    with autocommit(info) as conn:
+        policies = retention_policies(conn)
+        before = {name: keys_of(conn, p, matching=False) for name, p in policies.items()}
         for name, key in EXPECTED.items():
             result = dry_run(conn, policies[name], 7, "key")
             assert result.rows == manifest[key] > 0
@@ -60,7 +39,7 @@ def test_dry_run_counts_exactly_and_changes_nothing(
             blocks = dry_run(conn, policies[name], 7)  # the default order: by block range
             assert blocks.rows == result.rows
             assert "ctid >= '(0,0)'::tid AND ctid < '(1,0)'::tid" in blocks.sql
-        assert {name: _ids(conn, p, matching=False) for name, p in policies.items()} == before
+        assert {name: keys_of(conn, p, matching=False) for name, p in policies.items()} == before
     code = run(["cleanup", "--dsn", url(info), "--json"])
     assert code == 0
 
@@ -76,11 +55,14 @@ def test_execute_deletes_exactly_the_matching_rows(
 ) -> None:
     info: ConnInfo = request.getfixturevalue(fixture)
     manifest = templates[naming].report.anomalies
-    with _connect(info) as conn:
-        policies = _policies(conn)
+    with autocommit(info) as conn:
+        policies = retention_policies(conn)
         for name, key in EXPECTED.items():
             p = policies[name]
-            everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
+            everything, doomed = (
+                keys_of(conn, p, matching=False),
+                keys_of(conn, p, matching=True),
+            )
             assert len(doomed) == manifest[key]
             batches: list[BatchProgress] = []
             result = run_cleanup(conn, p, batch_size=7, by=order, on_batch=batches.append)
@@ -89,7 +71,7 @@ def test_execute_deletes_exactly_the_matching_rows(
                 assert result.batches == -(-len(doomed) // 7) > 1
             assert len(batches) == result.batches > 1
             assert [b.deleted for b in batches][-1] == len(doomed)
-            assert _ids(conn, p, matching=False) == everything - doomed
+            assert keys_of(conn, p, matching=False) == everything - doomed
             again = run_cleanup(conn, p, batch_size=7, by=order)
             assert (again.deleted, again.batches) == (0, 0)
         recorded = conn.execute(
@@ -108,11 +90,11 @@ def test_row_that_stops_matching_between_batches_is_kept(
     request: pytest.FixtureRequest, fixture: str, naming: Naming
 ) -> None:
     info: ConnInfo = request.getfixturevalue(fixture)
-    with _connect(info) as conn, _connect(info) as app:
-        p = _policies(conn)["read_notifications"]
-        doomed = sorted(_ids(conn, p, matching=True))  # type: ignore[type-var]
+    with autocommit(info) as conn, autocommit(info) as app:
+        p = retention_policies(conn)["read_notifications"]
+        doomed = sorted(keys_of(conn, p, matching=True))  # type: ignore[type-var]
         last = doomed[-1]  # deleted last (batches go by key): still there after batch 1
-        everything = _ids(conn, p, matching=False)
+        everything = keys_of(conn, p, matching=False)
         unread = sql.SQL("UPDATE {t} SET {col} = false WHERE {key} = %s").format(
             t=p.ident, col=sql.Identifier(naming.column("isRead")), key=sql.Identifier(p.key)
         )
@@ -123,18 +105,21 @@ def test_row_that_stops_matching_between_batches_is_kept(
 
         result = run_cleanup(conn, p, batch_size=3, by="key", on_batch=app_marks_unread)
         assert result.deleted == len(doomed) - 1
-        assert _ids(conn, p, matching=False) == everything - set(doomed) | {last}
+        assert keys_of(conn, p, matching=False) == everything - set(doomed) | {last}
 
 
 def test_interrupted_run_leaves_whole_batches_and_resumes(db: ConnInfo) -> None:
-    with _connect(db) as conn:
-        p = _policies(conn)["expired_refresh_tokens"]
-        everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
+    with autocommit(db) as conn:
+        p = retention_policies(conn)["expired_refresh_tokens"]
+        everything, doomed = (
+            keys_of(conn, p, matching=False),
+            keys_of(conn, p, matching=True),
+        )
         assert len(doomed) > 21
 
         stopped = run_cleanup(conn, p, batch_size=7, by="key", max_batches=2)
         assert (stopped.deleted, stopped.batches, stopped.interrupted) == (14, 2, True)
-        assert len(_ids(conn, p, matching=True)) == len(doomed) - 14
+        assert len(keys_of(conn, p, matching=True)) == len(doomed) - 14
 
         def ctrl_c(progress: BatchProgress) -> None:
             if progress.batch == 2:
@@ -142,7 +127,7 @@ def test_interrupted_run_leaves_whole_batches_and_resumes(db: ConnInfo) -> None:
 
         interrupted = run_cleanup(conn, p, batch_size=7, by="key", on_batch=ctrl_c)
         assert (interrupted.deleted, interrupted.interrupted) == (14, True)
-        assert len(_ids(conn, p, matching=True)) == len(doomed) - 28
+        assert len(keys_of(conn, p, matching=True)) == len(doomed) - 28
 
         flags = iter([False, True])
         paused = run_cleanup(conn, p, batch_size=7, by="key", should_stop=lambda: next(flags))
@@ -150,7 +135,7 @@ def test_interrupted_run_leaves_whole_batches_and_resumes(db: ConnInfo) -> None:
 
         rest = run_cleanup(conn, p, batch_size=7, by="key")
         assert rest.deleted == len(doomed) - 28 - paused.deleted and not rest.interrupted
-        assert _ids(conn, p, matching=False) == everything - doomed
+        assert keys_of(conn, p, matching=False) == everything - doomed
         assert scalar(db, "SELECT count(*) FROM pgrunbook.cleanup_runs WHERE interrupted") == 3
 
 

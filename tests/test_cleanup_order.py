@@ -10,21 +10,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgrunbook.catalog import load_catalog
-from pgrunbook.cleanup import BatchProgress, ResolvedPolicy, resolve_policies, run_cleanup
+from pgrunbook.cleanup import BatchProgress, ResolvedPolicy, run_cleanup
 from pgrunbook.cleanup.batches import CLEANUP_LOCKS
 from pgrunbook.cleanup.blockranges import BlockRanges
 from pgrunbook.dsn import ConnInfo
-from pgrunbook.profile import load_profile
-
-
-def _connect(info: ConnInfo) -> psycopg.Connection[Any]:
-    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
-
-
-def _policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
-    resolved, _ = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
-    return {p.name: p for p in resolved}
+from tests.support import autocommit, retention_policies
 
 
 def _rows(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> dict[Any, int]:
@@ -38,8 +28,8 @@ def _rows(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> d
 
 
 def test_blocks_delete_exactly_the_matching_rows_range_by_range(db: ConnInfo) -> None:
-    with _connect(db) as conn:
-        for p in _policies(conn).values():
+    with autocommit(db) as conn:
+        for p in retention_policies(conn).values():
             everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
             assert len(doomed) > 100
             per_batch = BlockRanges(conn, p, 120, CLEANUP_LOCKS).blocks_per_batch
@@ -56,8 +46,8 @@ def test_blocks_delete_exactly_the_matching_rows_range_by_range(db: ConnInfo) ->
 
 
 def test_blocks_keep_a_row_that_stops_matching_ahead_of_the_walk(db: ConnInfo) -> None:
-    with _connect(db) as conn, _connect(db) as app:
-        p = _policies(conn)["read_notifications"]
+    with autocommit(db) as conn, autocommit(db) as app:
+        p = retention_policies(conn)["read_notifications"]
         everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
         last = max(doomed, key=lambda key: doomed[key])  # in the last block: deleted last
         unread = sql.SQL('UPDATE {t} SET "isRead" = false WHERE {key} = %s').format(
@@ -74,8 +64,8 @@ def test_blocks_keep_a_row_that_stops_matching_ahead_of_the_walk(db: ConnInfo) -
 
 
 def test_blocks_skip_a_row_the_app_holds_and_the_next_run_takes_it(db: ConnInfo) -> None:
-    with _connect(db) as conn, _connect(db) as app:
-        p = _policies(conn)["expired_refresh_tokens"]
+    with autocommit(db) as conn, autocommit(db) as app:
+        p = retention_policies(conn)["expired_refresh_tokens"]
         everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
         held = max(doomed)
         hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
@@ -99,8 +89,8 @@ def test_blocks_skip_a_row_the_app_holds_and_the_next_run_takes_it(db: ConnInfo)
 def test_blocks_take_a_row_released_during_the_walk_on_the_visit_at_its_end(
     db: ConnInfo,
 ) -> None:
-    with _connect(db) as conn, _connect(db) as app:
-        p = _policies(conn)["read_notifications"]
+    with autocommit(db) as conn, autocommit(db) as app:
+        p = retention_policies(conn)["read_notifications"]
         everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
         first = min(doomed, key=lambda key: doomed[key])  # in the first range
         hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(
@@ -124,8 +114,8 @@ def test_blocks_take_a_row_released_during_the_walk_on_the_visit_at_its_end(
 
 
 def test_key_walk_takes_a_row_skipped_while_locked_on_its_second_pass(db: ConnInfo) -> None:
-    with _connect(db) as conn, _connect(db) as app:
-        p = _policies(conn)["expired_refresh_tokens"]
+    with autocommit(db) as conn, autocommit(db) as app:
+        p = retention_policies(conn)["expired_refresh_tokens"]
         everything, doomed = _rows(conn, p, False), _rows(conn, p, True)
         first = min(doomed)  # in the first batch's range, but locked: skipped
         hold = sql.SQL("SELECT 1 FROM {t} WHERE {key} = %s FOR UPDATE").format(

@@ -7,7 +7,6 @@ import threading
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 
 from pgrunbook import __version__
@@ -17,15 +16,11 @@ from pgrunbook.dsn import ConnInfo
 from pgrunbook.preflight import preflight
 from pgrunbook.preflight.checklist import Thresholds
 from pgrunbook.target import resolve_target
-from tests.support import url
-
-
-def _connect(info: ConnInfo) -> psycopg.Connection[object]:
-    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
+from tests.support import autocommit, url
 
 
 def _record(info: ConnInfo, *, verified: bool = True) -> None:
-    with _connect(info) as conn:
+    with autocommit(info) as conn:
         record_backup(
             conn,
             BackupRecord(
@@ -77,7 +72,7 @@ def test_a_recent_verified_backup_passes_and_an_old_one_does_not(db: ConnInfo) -
 
 
 def test_a_long_open_transaction_is_flagged_with_its_pid(db: ConnInfo) -> None:
-    with _connect(db) as app:
+    with autocommit(db) as app:
         app.execute("BEGIN")
         app.execute('SELECT count(*) FROM "Message"')
         time.sleep(1.2)
@@ -93,7 +88,7 @@ def test_the_transaction_rate_counts_the_apps_commits(db: ConnInfo) -> None:
     done = threading.Event()
 
     def app() -> None:
-        with _connect(db) as conn:
+        with autocommit(db) as conn:
             while not done.is_set():
                 conn.execute("SELECT 1")  # autocommit: one transaction each
                 time.sleep(0.002)

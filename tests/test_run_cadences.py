@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
 from pgrunbook import history
 from pgrunbook.cadence import Cadence, execute
 from pgrunbook.cadence.review import growth
-from pgrunbook.catalog import load_catalog
-from pgrunbook.cleanup import ResolvedPolicy, resolve_policies, run_cleanup
+from pgrunbook.cleanup import run_cleanup
 from pgrunbook.cli.main import cli, run
 from pgrunbook.cli.run_cmd import run_cmd
 from pgrunbook.dsn import ConnInfo
@@ -23,7 +21,7 @@ from pgrunbook.history import Snapshot
 from pgrunbook.locking import LockPolicy
 from pgrunbook.profile import load_profile
 from pgrunbook.reference import Naming
-from tests.support import Template, scalar, url
+from tests.support import Template, autocommit, keys_of, retention_policies, scalar, url
 
 
 @pytest.fixture(autouse=True)
@@ -51,23 +49,6 @@ SNAPSHOTS_EXIST_SQL = "SELECT to_regclass('pgrunbook.snapshots') IS NOT NULL"
 MiB = 1024 * 1024
 
 
-def _connect(info: ConnInfo) -> psycopg.Connection[Any]:
-    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
-
-
-def _policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
-    resolved, skipped = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
-    assert skipped == []
-    return {p.name: p for p in resolved}
-
-
-def _ids(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> set[object]:
-    query = sql.SQL("SELECT {key} FROM {table}").format(key=sql.Identifier(p.key), table=p.ident)
-    if matching:
-        query = sql.SQL("{} WHERE {}").format(query, p.predicate)
-    return {row[0] for row in conn.execute(query)}
-
-
 def _run(capsys: pytest.CaptureFixture[str], info: ConnInfo, *args: str) -> dict[str, Any]:
     code = run(["run", *args, "--dsn", url(info), "--json"])
     out, err = capsys.readouterr()
@@ -90,11 +71,11 @@ def test_daily_deletes_exactly_the_expired_tokens(
     db: ConnInfo, templates: dict[Naming, Template], capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = _manifest(templates, Naming.PRISMA)["refresh_tokens_expired_over_7_days"]
-    with _connect(db) as conn:
-        policies = _policies(conn)
+    with autocommit(db) as conn:
+        policies = retention_policies(conn)
         tokens, notes = policies["expired_refresh_tokens"], policies["read_notifications"]
-        everything, doomed = _ids(conn, tokens, False), _ids(conn, tokens, True)
-        notifications = _ids(conn, notes, False)
+        everything, doomed = keys_of(conn, tokens, False), keys_of(conn, tokens, True)
+        notifications = keys_of(conn, notes, False)
     assert len(doomed) == expected > 0
 
     first = _run(capsys, db, "daily")
@@ -106,9 +87,9 @@ def test_daily_deletes_exactly_the_expired_tokens(
         expected,
         False,
     )
-    with _connect(db) as conn:
-        assert _ids(conn, tokens, False) == everything - doomed
-        assert _ids(conn, notes, False) == notifications  # weekly's policy: untouched
+    with autocommit(db) as conn:
+        assert keys_of(conn, tokens, False) == everything - doomed
+        assert keys_of(conn, notes, False) == notifications  # weekly's policy: untouched
 
     again = _run(capsys, db, "daily", "--batch-size", "3")
     assert _task(again, "cleanup")["details"]["policies"][0]["deleted"] == 0
@@ -122,13 +103,13 @@ def test_weekly_analyzes_and_deletes_old_read_notifications(
     snake_db: ConnInfo, templates: dict[Naming, Template], capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = _manifest(templates, Naming.SNAKE)["read_notifications_over_30_days"]
-    with _connect(snake_db) as conn:
+    with autocommit(snake_db) as conn:
         conn.execute("CREATE TABLE never_analyzed (id int PRIMARY KEY)")
         conn.execute("INSERT INTO never_analyzed SELECT generate_series(1, 100)")
-        policies = _policies(conn)
+        policies = retention_policies(conn)
         notes, tokens = policies["read_notifications"], policies["expired_refresh_tokens"]
-        everything, doomed = _ids(conn, notes, False), _ids(conn, notes, True)
-        token_ids = _ids(conn, tokens, False)
+        everything, doomed = keys_of(conn, notes, False), keys_of(conn, notes, True)
+        token_ids = keys_of(conn, tokens, False)
     analyzed = (
         "SELECT count(*) FILTER (WHERE last_analyze IS NOT NULL), count(*) "
         "FROM pg_stat_user_tables WHERE schemaname = 'public'"
@@ -145,13 +126,13 @@ def test_weekly_analyzes_and_deletes_old_read_notifications(
     tables = int(scalar(snake_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))  # type: ignore[call-overload]
     assert len(analyze["details"]["tables"]) == tables == 13
     assert scalar(snake_db, never) is not None
-    with _connect(snake_db) as conn:
+    with autocommit(snake_db) as conn:
         assert conn.execute(analyzed).fetchone() == (tables, tables)
     [cleaned] = _task(document, "cleanup")["details"]["policies"]
     assert (cleaned["policy"], cleaned["deleted"]) == ("read_notifications", expected)
-    with _connect(snake_db) as conn:
-        assert _ids(conn, notes, False) == everything - doomed
-        assert _ids(conn, tokens, False) == token_ids  # daily's policy: untouched
+    with autocommit(snake_db) as conn:
+        assert keys_of(conn, notes, False) == everything - doomed
+        assert keys_of(conn, tokens, False) == token_ids  # daily's policy: untouched
 
 
 CHURN_SQL = 'UPDATE {} SET "id" = "id"'  # every row rewritten: one dead tuple each
@@ -162,7 +143,7 @@ def test_monthly_vacuums_and_reports_unused_indexes_and_bloat(
     db: ConnInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     churned: dict[str, int] = {}
-    with _connect(db) as conn:
+    with autocommit(db) as conn:
         for table in ("Message", "Notification", "GiftSend"):
             churned[table] = conn.execute(sql.SQL(CHURN_SQL).format(sql.Identifier(table))).rowcount
         conn.execute('CREATE INDEX run_test_unused_idx ON "Message" ("createdAt", "id")')
@@ -218,7 +199,7 @@ def test_quarterly_review_growth_and_retention_yields(
 ) -> None:
     manifest = _manifest(templates, Naming.PRISMA)
     now = datetime.now(UTC).replace(microsecond=0)
-    with _connect(db) as conn:
+    with autocommit(db) as conn:
         history.ensure(conn)
         for days, size in ((200, 1), (60, 100_000_000), (30, 130_000_000)):
             conn.execute(
@@ -226,7 +207,7 @@ def test_quarterly_review_growth_and_retention_yields(
                 " tables) VALUES (%s, 'monthly', 'pg_cron', %s, '{}')",
                 (now - timedelta(days=days), size),
             )
-        tokens = _policies(conn)["expired_refresh_tokens"]
+        tokens = retention_policies(conn)["expired_refresh_tokens"]
         assert (
             run_cleanup(conn, tokens, batch_size=50).deleted
             == (manifest["refresh_tokens_expired_over_7_days"])
@@ -290,7 +271,7 @@ def test_dry_run_changes_nothing(
 ) -> None:
     manifest = _manifest(templates, Naming.PRISMA)
     counts = 'SELECT (SELECT count(*) FROM "RefreshToken"), (SELECT count(*) FROM "Notification")'
-    with _connect(db) as conn:
+    with autocommit(db) as conn:
         before = conn.execute(counts).fetchone()
     vacuumed = "SELECT last_vacuum, last_analyze FROM pg_stat_user_tables WHERE relname = 'Message'"
     stats_before = scalar(db, vacuumed)
@@ -309,7 +290,7 @@ def test_dry_run_changes_nothing(
     monthly = _run(capsys, db, "monthly", "--dry-run")
     assert 'VACUUM (ANALYZE) "public"."Message"' in _task(monthly, "vacuum")["sql"]
 
-    with _connect(db) as conn:
+    with autocommit(db) as conn:
         assert conn.execute(counts).fetchone() == before
     assert scalar(db, vacuumed) == stats_before
     assert scalar(db, SNAPSHOTS_EXIST_SQL) is False  # not even created
@@ -321,7 +302,7 @@ def test_a_failed_task_exits_1_and_says_which(
     monkeypatch.setattr(
         execute, "ANALYZE_LOCKS", LockPolicy(lock_timeout_ms=20, budget_seconds=0.2)
     )
-    with _connect(db) as holder, holder.transaction():
+    with autocommit(db) as holder, holder.transaction():
         holder.execute('LOCK TABLE "Message" IN SHARE UPDATE EXCLUSIVE MODE')  # as a VACUUM
         code = run(["run", "weekly", "--dsn", url(db), "--json"])
     out, err = capsys.readouterr()

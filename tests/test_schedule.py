@@ -16,8 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgrunbook.catalog import load_catalog
-from pgrunbook.cleanup import ResolvedPolicy, resolve_policies
+from pgrunbook.cleanup import ResolvedPolicy
 from pgrunbook.cleanup.batches import RUNS_SQL
 from pgrunbook.cli.common import err_console
 from pgrunbook.cli.main import cli, run
@@ -32,7 +31,14 @@ from pgrunbook.schedule.jobs import WHEN
 from pgrunbook.schedule.nextrun import next_run
 from pgrunbook.seed import seed
 from tests import pg15_servers
-from tests.support import ROLE_PASSWORD, TEST_ANCHOR, url
+from tests.support import (
+    ROLE_PASSWORD,
+    TEST_ANCHOR,
+    autocommit,
+    keys_of,
+    retention_policies,
+    url,
+)
 
 pg15 = pg15_servers.pg15
 pg15_cron = pg15_servers.pg15_cron
@@ -67,10 +73,6 @@ PGRUNBOOK_PROCS_SQL = (
 )
 
 
-def _connect(info: ConnInfo) -> psycopg.Connection[Any]:
-    return psycopg.connect(info.conninfo(), password=info.password, autocommit=True)
-
-
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``pgrunbook schedule ARGS``: through ``run`` once cli/main.py registers the group,
     until then the group itself with run's error handling (one line, exit code)."""
@@ -94,7 +96,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 @pytest.fixture(scope="module")
 def cron_db(pg15_cron: ConnInfo) -> ConnInfo:
     """The reference schema and tiny data in ``postgres``, where pg_cron runs jobs."""
-    with _connect(pg15_cron) as conn:
+    with autocommit(pg15_cron) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
     seed(pg15_cron, scale="tiny", anchor=TEST_ANCHOR)
     return pg15_cron
@@ -108,22 +110,9 @@ def clean(cron_db: ConnInfo, capsys: pytest.CaptureFixture[str]) -> Iterator[Con
     assert _cli(capsys, "remove", "--dsn", url(cron_db), "--yes")[0] == 0
 
 
-def _policies(conn: psycopg.Connection[Any]) -> dict[str, ResolvedPolicy]:
-    resolved, skipped = resolve_policies(load_catalog(conn, "public"), load_profile().retention)
-    assert skipped == []
-    return {p.name: p for p in resolved}
-
-
-def _ids(conn: psycopg.Connection[Any], p: ResolvedPolicy, matching: bool) -> set[object]:
-    query = sql.SQL("SELECT {key} FROM {table}").format(key=sql.Identifier(p.key), table=p.ident)
-    if matching:
-        query = sql.SQL("{} WHERE {}").format(query, p.predicate)
-    return {row[0] for row in conn.execute(query)}
-
-
 def _expire(conn: psycopg.Connection[Any], p: ResolvedPolicy, count: int) -> set[object]:
     """Make ``count`` rows that the policy does not select yet old enough for it."""
-    keep = sorted(_ids(conn, p, matching=False) - _ids(conn, p, matching=True), key=str)
+    keep = sorted(keys_of(conn, p, matching=False) - keys_of(conn, p, matching=True), key=str)
     chosen = keep[:count]
     assert len(chosen) == count
     sets = [
@@ -143,7 +132,7 @@ def _expire(conn: psycopg.Connection[Any], p: ResolvedPolicy, count: int) -> set
 
 
 def _hold_lock(info: ConnInfo, p: ResolvedPolicy, seconds: float, locked: threading.Event) -> None:
-    with _connect(info) as conn, conn.transaction():
+    with autocommit(info) as conn, conn.transaction():
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(p.ident))
         locked.set()
         time.sleep(seconds)
@@ -156,7 +145,7 @@ def test_install_creates_exactly_the_jobs_and_twice_is_the_same(
     assert code == 0
     first = json.loads(out)
     assert "fallback" not in first and first["pg_cron"]["cron_database"] == "postgres"
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         assert conn.execute(JOBS_SQL).fetchall() == EXPECTED_JOBS
         ids = conn.execute("SELECT jobname, jobid FROM cron.job ORDER BY 1").fetchall()
         assert conn.execute(PGRUNBOOK_PROCS_SQL).fetchall() == [(r,) for r in ROUTINES]
@@ -181,7 +170,7 @@ def test_dry_runs_change_nothing(clean: ConnInfo, capsys: pytest.CaptureFixture[
     assert code == 0 and "nothing changed" in err
     assert "SELECT cron.schedule('pgrunbook-daily', '0 3 * * *', " in out
     assert 'CREATE OR REPLACE PROCEDURE "pgrunbook"."cleanup_expired_refresh_tokens"()' in out
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         assert conn.execute(JOBS_SQL).fetchall() == []
         assert conn.execute(PGRUNBOOK_PROCS_SQL).fetchall() == []
         assert _cli(capsys, "install", "--dsn", url(clean))[0] == 0
@@ -198,7 +187,7 @@ def test_remove_leaves_nothing_but_the_history(
     clean: ConnInfo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _cli(capsys, "install", "--dsn", url(clean))[0] == 0
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         conn.execute("SELECT cron.schedule('their-job', '0 1 * * *', 'SELECT 1')")
         conn.execute("CREATE PROCEDURE pgrunbook.their_routine() LANGUAGE sql AS 'SELECT 1'")
         try:
@@ -226,20 +215,23 @@ def test_installed_procedures_delete_exactly_the_expired_rows(
     clean: ConnInfo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _cli(capsys, "install", "--dsn", url(clean))[0] == 0
-    with _connect(clean) as conn:
-        policies = _policies(conn)
+    with autocommit(clean) as conn:
+        policies = retention_policies(conn)
         for name, procedure in (
             ("expired_refresh_tokens", "run_daily"),
             ("read_notifications", "run_weekly"),
         ):
             p = policies[name]
             injected = _expire(conn, p, 3)
-            everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
+            everything, doomed = (
+                keys_of(conn, p, matching=False),
+                keys_of(conn, p, matching=True),
+            )
             assert injected <= doomed
             last = conn.execute("SELECT coalesce(max(id), 0) FROM pgrunbook.cleanup_runs")
             before = last.fetchone()[0]  # type: ignore[index]
             conn.execute(sql.SQL("CALL {}()").format(sql.Identifier("pgrunbook", procedure)))
-            assert _ids(conn, p, matching=False) == everything - doomed
+            assert keys_of(conn, p, matching=False) == everything - doomed
             runs = conn.execute(
                 "SELECT policy, deleted, interrupted, tool_version FROM pgrunbook.cleanup_runs"
                 " WHERE id > %s",
@@ -263,14 +255,14 @@ def test_installed_procedures_delete_exactly_the_expired_rows(
 def test_cleanup_procedure_retries_lock_timeouts_then_gives_up(cron_db: ConnInfo) -> None:
     """A batch that cannot lock the table is retried; it gives up after the attempts and
     records the run as interrupted, deleting nothing."""
-    with _connect(cron_db) as conn, _connect(cron_db) as app:
-        p = _policies(conn)["expired_refresh_tokens"]
+    with autocommit(cron_db) as conn, autocommit(cron_db) as app:
+        p = retention_policies(conn)["expired_refresh_tokens"]
         routine = functions.cleanup_routine(p, 100, attempts=3, pause=0.05)
         conn.execute(RUNS_SQL.encode())  # what install creates first: the runs' table
         for statement in routine.statements():
             conn.execute(statement)
         try:
-            doomed = _expire(conn, p, 2) | _ids(conn, p, matching=True)
+            doomed = _expire(conn, p, 2) | keys_of(conn, p, matching=True)
             call = sql.SQL("CALL {}()").format(routine.ident)
             with app.transaction():
                 app.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(p.ident))
@@ -278,7 +270,7 @@ def test_cleanup_procedure_retries_lock_timeouts_then_gives_up(cron_db: ConnInfo
                 conn.execute(call)
                 waited = time.monotonic() - started
             assert 0.3 < waited < 5  # three 100 ms lock timeouts and two pauses
-            assert _ids(conn, p, matching=True) == doomed
+            assert keys_of(conn, p, matching=True) == doomed
             last = conn.execute(
                 "SELECT deleted, interrupted FROM pgrunbook.cleanup_runs ORDER BY id DESC LIMIT 1"
             ).fetchone()
@@ -290,7 +282,7 @@ def test_cleanup_procedure_retries_lock_timeouts_then_gives_up(cron_db: ConnInfo
             assert locked.wait(5)
             conn.execute(call)
             holder.join()
-            assert _ids(conn, p, matching=True) == set()
+            assert keys_of(conn, p, matching=True) == set()
             last = conn.execute(
                 "SELECT deleted, interrupted FROM pgrunbook.cleanup_runs ORDER BY id DESC LIMIT 1"
             ).fetchone()
@@ -304,7 +296,7 @@ def test_snapshot_and_vacuum_jobs_run_as_pg_cron_runs_them(
 ) -> None:
     """pg_cron sends a job's command as one query: the same text, run here, works."""
     assert _cli(capsys, "install", "--dsn", url(clean))[0] == 0
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         commands = dict(conn.execute("SELECT jobname, command FROM cron.job").fetchall())
         before = conn.execute("SELECT count(*) FROM pgrunbook.snapshots").fetchone()
         conn.execute(commands["pgrunbook-quarterly-snapshot"])
@@ -329,10 +321,13 @@ def test_a_job_run_by_pg_cron_deletes_the_expired_tokens(
 ) -> None:
     """The one slow test (up to a minute): pg_cron itself runs the daily job."""
     assert _cli(capsys, "install", "--dsn", url(clean))[0] == 0
-    with _connect(clean) as conn:
-        p = _policies(conn)["expired_refresh_tokens"]
+    with autocommit(clean) as conn:
+        p = retention_policies(conn)["expired_refresh_tokens"]
         injected = _expire(conn, p, 4)
-        everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
+        everything, doomed = (
+            keys_of(conn, p, matching=False),
+            keys_of(conn, p, matching=True),
+        )
         assert injected <= doomed
         row = conn.execute(
             "SELECT jobid FROM cron.job WHERE jobname = 'pgrunbook-daily'"
@@ -353,7 +348,7 @@ def test_a_job_run_by_pg_cron_deletes_the_expired_tokens(
                 break
             time.sleep(1)
         assert status == ("succeeded", "CALL")
-        assert _ids(conn, p, matching=False) == everything - doomed
+        assert keys_of(conn, p, matching=False) == everything - doomed
         code, out, _ = _cli(capsys, "show", "--dsn", url(clean), "--json")
         shown = {j["name"]: j for j in json.loads(out)["jobs"]}
         assert code == 0 and shown["pgrunbook-daily"]["last_run"]["status"] == "succeeded"
@@ -381,7 +376,7 @@ def test_crontab_flag_prints_the_fallback_even_with_pg_cron(
 ) -> None:
     code, out, _ = _cli(capsys, "install", "--dsn", url(clean), "--crontab", "--json")
     assert code == 0 and "--crontab" in json.loads(out)["fallback"]["reason"]
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         assert conn.execute(JOBS_SQL).fetchall() == []
 
 
@@ -416,14 +411,14 @@ def test_without_pg_cron_install_prints_crontab_and_systemd_timers(
     assert lines[0] in text and "OnCalendar=*-*-01 05:00:00 UTC" in text
     for output in (out, text, err):
         assert ROLE_PASSWORD not in output and "--dsn" not in output
-    with _connect(db) as conn:
+    with autocommit(db) as conn:
         assert conn.execute("SELECT to_regnamespace('pgrunbook')").fetchone() == (None,)
 
 
 def test_routines_work_on_the_snake_case_schema(snake_db: ConnInfo) -> None:
     """The procedures need no pg_cron: created from the plan and CALLed on the embedded
     server, in snake_case naming, they delete exactly the expired tokens."""
-    with _connect(snake_db) as conn:
+    with autocommit(snake_db) as conn:
         the_plan = plan(conn, "public", load_profile(), batch_size=7)
         vacuum = [j.command for j in the_plan.jobs if j.name == "pgrunbook-monthly-vacuum"]
         assert vacuum == [
@@ -432,11 +427,14 @@ def test_routines_work_on_the_snake_case_schema(snake_db: ConnInfo) -> None:
         with conn.transaction():
             for text in the_plan.setup():
                 conn.execute(text.encode())
-        p = _policies(conn)["expired_refresh_tokens"]
-        everything, doomed = _ids(conn, p, matching=False), _ids(conn, p, matching=True)
+        p = retention_policies(conn)["expired_refresh_tokens"]
+        everything, doomed = (
+            keys_of(conn, p, matching=False),
+            keys_of(conn, p, matching=True),
+        )
         assert len(doomed) > 7  # several batches
         conn.execute("CALL pgrunbook.run_daily()")
-        assert _ids(conn, p, matching=False) == everything - doomed
+        assert keys_of(conn, p, matching=False) == everything - doomed
         run_row = conn.execute("SELECT deleted, batches, batch_size FROM pgrunbook.cleanup_runs")
         assert run_row.fetchall() == [(len(doomed), -(-len(doomed) // 7), 7)]
 
@@ -464,11 +462,11 @@ def test_another_database_is_scheduled_from_pg_crons_database(
 ) -> None:
     """cron.database_name is ``postgres``; a database next to it gets its jobs through
     cron.schedule_in_database, and a second database's same-named jobs are refused."""
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         conn.execute("DROP DATABASE IF EXISTS schedule_other")
         conn.execute("CREATE DATABASE schedule_other")
     other = clean.with_params(dbname="schedule_other")
-    with _connect(other) as conn:
+    with autocommit(other) as conn:
         conn.execute(
             'CREATE TABLE "RefreshToken" (id int PRIMARY KEY, "expiresAt" timestamp(3) NOT NULL);'
             'INSERT INTO "RefreshToken" VALUES'
@@ -479,7 +477,7 @@ def test_another_database_is_scheduled_from_pg_crons_database(
     assert code == 0, err
     document = json.loads(out)
     assert [s["policy"] for s in document["skipped"]] == ["read_notifications"]
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         assert conn.execute(JOBS_SQL).fetchall() == [
             (
                 "pgrunbook-daily",
@@ -514,7 +512,7 @@ def test_another_database_is_scheduled_from_pg_crons_database(
         code, _, err = _cli(capsys, "install", "--dsn", url(clean))
         assert code == 2 and "in database 'schedule_other'" in err
         assert conn.execute(PGRUNBOOK_PROCS_SQL).fetchall() == []
-    with _connect(other) as conn:
+    with autocommit(other) as conn:
         assert conn.execute(PGRUNBOOK_PROCS_SQL).fetchall() == [
             ("cleanup_expired_refresh_tokens",),
             ("run_daily",),
@@ -525,7 +523,7 @@ def test_another_database_is_scheduled_from_pg_crons_database(
     code, out, _ = _cli(capsys, "show", "--dsn", url(other), "--json")
     assert code == 0 and len(json.loads(out)["jobs"]) == 4
     assert _cli(capsys, "remove", "--dsn", url(other), "--yes")[0] == 0
-    with _connect(clean) as conn:
+    with autocommit(clean) as conn:
         assert conn.execute(JOBS_SQL).fetchall() == []
         conn.execute("DROP DATABASE schedule_other")
 
@@ -534,7 +532,7 @@ def test_pg_cron_installed_but_not_preloaded_gives_the_fallback(
     pg15: ConnInfo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Debian's pg_cron package is on the plain PostgreSQL 15 server too, but not loaded."""
-    with _connect(pg15) as conn:
+    with autocommit(pg15) as conn:
         available = "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_cron'"
         assert conn.execute(available).fetchone() == (1,)
     code, out, _ = _cli(capsys, "install", "--dsn", url(pg15), "--json")
