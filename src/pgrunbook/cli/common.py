@@ -112,6 +112,16 @@ def prisma_line(mode: PrismaMode, schema: str) -> str:
     )
 
 
+plan_limit_option = click.option(
+    "--plan-limit",
+    "plan_limit_mb",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Storage limit of your plan in MB (default on a Neon host: 512, the Free plan).",
+)
+
+
 def policy_options(func: F) -> F:
     """``--lock-timeout`` and ``--budget``: how the commands that change the database wait
     for locks (``ApplyPolicy``)."""

@@ -18,6 +18,7 @@ from pgrunbook.cli.common import (
     err_console,
     json_option,
     out_console,
+    plan_limit_option,
     prisma_line,
     prisma_schema_option,
     profile_option,
@@ -53,14 +54,7 @@ TABLES_SHOWN = 12
     default=None,
     help="Exit 1 when a finding is at or above this severity (for CI).",
 )
-@click.option(
-    "--plan-limit",
-    "plan_limit_mb",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="MB",
-    help="Storage limit of your plan in MB (default on a Neon host: 512, the Free plan).",
-)
+@plan_limit_option
 @profile_option
 @prisma_schema_option
 @click.option("--verbose", "-v", is_flag=True, help="Show every info finding and every table.")

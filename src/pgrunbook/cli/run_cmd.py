@@ -22,6 +22,7 @@ from pgrunbook.cli.common import (
     err_console,
     json_option,
     out_console,
+    plan_limit_option,
     profile_option,
     schema_option,
     target_from,
@@ -120,14 +121,7 @@ def write_report(report: RunReport, path: Path) -> None:
     show_default=True,
     help="Rows per cleanup batch (each batch its own transaction).",
 )
-@click.option(
-    "--plan-limit",
-    "plan_limit_mb",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="MB",
-    help="Storage limit of your plan in MB (default on a Neon host: 512, the Free plan).",
-)
+@plan_limit_option
 @click.option(
     "--output",
     "output",
