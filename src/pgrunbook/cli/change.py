@@ -38,7 +38,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
+from pgrunbook.cli.gate_options import Safety, backup_gate_options
 from pgrunbook.errors import ConfigError, PgRunbookError
 from pgrunbook.prisma.mode import detect, find_schema, has_migrations_table
 from pgrunbook.profile import load_profile
@@ -159,11 +159,7 @@ def apply(
     show_passwords: bool,
     long_transaction_seconds: float,
     as_json: bool,
-    backup_mode: str,
-    backup_max_age_hours: float,
-    backup_dir: Path,
-    preflight_seconds: float,
-    force: bool,
+    safety: Safety,
 ) -> None:
     """Apply the runbook's changes online, in runbook order, journaled and reversible.
 
@@ -201,9 +197,7 @@ def apply(
             ):
                 raise click.exceptions.Exit(1)
             if changes:
-                preflight_check(tgt, preflight_seconds, force)
-                gate(ctx.conn, tgt.session("the backup"), backup_mode, backup_max_age_hours,
-                     backup_dir)  # fmt: skip
+                safety.check(ctx.conn, tgt)
         passwords = Passwords(ctx, tgt, None if dry_run else passwords_file)
         try:
             with BuildBars(ctx, enabled=not as_json) as bars:

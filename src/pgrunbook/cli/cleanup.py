@@ -40,7 +40,7 @@ from pgrunbook.cli.common import (
     out_console,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
+from pgrunbook.cli.gate_options import Safety, backup_gate_options
 
 
 @contextmanager
@@ -128,11 +128,7 @@ def cleanup(
     sleep_seconds: float,
     order: BatchOrder,
     vacuum: bool,
-    backup_mode: str,
-    backup_max_age_hours: float,
-    backup_dir: Path,
-    preflight_seconds: float,
-    force: bool,
+    safety: Safety,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -161,9 +157,7 @@ def cleanup(
         if total and not confirm(f"delete {total:,} rows", yes):
             raise click.exceptions.Exit(1)
         if total:
-            preflight_check(target, preflight_seconds, force)
-            gate(ctx.conn, target.session("the backup"), backup_mode, backup_max_age_hours,
-                 backup_dir)  # fmt: skip
+            safety.check(ctx.conn, target)
         results: list[CleanupResult] = []
         bars = Progress(
             TextColumn("{task.description}"),

@@ -25,7 +25,7 @@ from pgrunbook.cli.common import (
     policy_options,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
+from pgrunbook.cli.gate_options import Safety, backup_gate_options
 
 
 @click.group(short_help="Repair data so the runbook's changes can be applied.")
@@ -50,11 +50,7 @@ def constraints(
     yes: bool,
     lock_timeout_ms: int,
     budget_seconds: float,
-    backup_mode: str,
-    backup_max_age_hours: float,
-    backup_dir: Path,
-    preflight_seconds: float,
-    force: bool,
+    safety: Safety,
     as_json: bool,
 ) -> None:
     """Apply each violated constraint's documented fix (set a value, or delete the rows; see
@@ -74,9 +70,7 @@ def constraints(
             ):
                 raise click.exceptions.Exit(1)
             if rows or plan.operations:
-                info = target.session("the backup")
-                preflight_check(target, preflight_seconds, force)
-                gate(ctx.conn, info, backup_mode, backup_max_age_hours, backup_dir)
+                safety.check(ctx.conn, target)
             policy = ApplyPolicy(lock_timeout_ms=lock_timeout_ms, budget_seconds=budget_seconds)
             results, report = engine.fix_and_apply_constraints(ctx, names, policy=policy)
     if as_json:

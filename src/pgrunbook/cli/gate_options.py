@@ -4,10 +4,12 @@ locks (``apply``, ``fix constraints``, ``cleanup --execute``, ``maintain --full`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import psycopg
@@ -32,21 +34,61 @@ class PreflightFailed(PgRunbookError):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class Safety:
+    """What ``--backup*``, ``--preflight-seconds`` and ``--force`` ask for: run ``check``
+    once, after confirmation and before the first change."""
+
+    backup_mode: str
+    backup_max_age_hours: float
+    backup_dir: Path
+    preflight_seconds: float
+    force: bool
+
+    def check(self, conn: psycopg.Connection[Any], target: Target) -> GateResult:
+        """The pre-flight checklist first (refusing on a failed item unless --force), then
+        the safety gate (a recent backup, or one taken now)."""
+        preflight_check(target, self.preflight_seconds, self.force)
+        return gate(
+            conn,
+            target.session("the backup"),
+            self.backup_mode,
+            self.backup_max_age_hours,
+            self.backup_dir,
+        )
+
+
 def backup_gate_options(func: F) -> F:
-    func = click.option(
+    """The options, handed to the command as one ``safety: Safety`` argument."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        backup_mode: str,
+        backup_max_age_hours: float,
+        backup_dir: Path,
+        preflight_seconds: float,
+        force: bool,
+        **kwargs: Any,
+    ) -> Any:
+        safety = Safety(backup_mode, backup_max_age_hours, backup_dir, preflight_seconds, force)
+        return func(*args, safety=safety, **kwargs)
+
+    wrapped: Callable[..., Any] = command
+    wrapped = click.option(
         "--force",
         is_flag=True,
         help="Go on although a pre-flight item failed (load, long transactions, lag).",
-    )(func)
-    func = click.option(
+    )(wrapped)
+    wrapped = click.option(
         "--preflight-seconds",
         type=click.FloatRange(min=0.1, max=60),
         default=2.0,
         show_default=True,
         envvar="PGRUNBOOK_PREFLIGHT_SECONDS",
         help="How long the pre-flight counts transactions for the transaction rate.",
-    )(func)
-    func = click.option(
+    )(wrapped)
+    wrapped = click.option(
         "--backup",
         "backup_mode",
         type=click.Choice(MODES),
@@ -56,8 +98,8 @@ def backup_gate_options(func: F) -> F:
         show_envvar=True,
         help="Without a recent backup, take one first: auto (a Neon branch on Neon, pg_dump "
         "elsewhere), pg_dump, neon; or none (no way back: you say so).",
-    )(func)
-    func = click.option(
+    )(wrapped)
+    wrapped = click.option(
         "--backup-max-age",
         "backup_max_age_hours",
         type=click.FloatRange(min=0),
@@ -65,14 +107,15 @@ def backup_gate_options(func: F) -> F:
         show_default=True,
         metavar="HOURS",
         help="A backup recorded within this many hours is recent enough.",
-    )(func)
-    return click.option(
+    )(wrapped)
+    wrapped = click.option(
         "--backup-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=Path(),
         show_default=True,
         help="Where a pg_dump taken by the gate is written.",
-    )(func)
+    )(wrapped)
+    return cast(F, wrapped)
 
 
 def preflight_check(

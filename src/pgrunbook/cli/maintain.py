@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich import box
 from rich.table import Table
@@ -19,7 +17,7 @@ from pgrunbook.cli.common import (
     target_from,
     yes_option,
 )
-from pgrunbook.cli.gate_options import backup_gate_options, gate, preflight_check
+from pgrunbook.cli.gate_options import Safety, backup_gate_options
 from pgrunbook.cli.vacuum_bar import VacuumBar
 from pgrunbook.connect import connect
 from pgrunbook.maintain.choose import choose
@@ -49,11 +47,7 @@ def maintain(
     dry_run: bool,
     full: bool,
     yes: bool,
-    backup_mode: str,
-    backup_max_age_hours: float,
-    backup_dir: Path,
-    preflight_seconds: float,
-    force: bool,
+    safety: Safety,
     as_json: bool,
 ) -> None:
     """Vacuum the tables over the dead-tuple threshold, never analyzed, or high-traffic
@@ -68,8 +62,7 @@ def maintain(
     info = target.session("maintenance")
     with connect(info, autocommit=True) as conn:
         if full and not dry_run:  # VACUUM FULL rewrites every table: have a way back first
-            preflight_check(target, preflight_seconds, force)
-            gate(conn, info, backup_mode, backup_max_age_hours, backup_dir)
+            safety.check(conn, target)
         choice = choose(conn, schema or info.schema, tables)
         if dry_run:
             if as_json:
